@@ -1,0 +1,131 @@
+# listq — build, test and demo.
+#
+#   make                 build everything under build/ (a development build:
+#                        the service identity is the builder's own)
+#   make check           install missing packages (as root), build, lint, test
+#   make LISTQ_UID=38 LISTQ_GID=38 MAIL_GIDS=65534 SPOOLDIR=/var/spool/listq
+#                        a packager's build with fixed identities
+#
+# Every setting below is compiled into the programs; the wrapper reads no
+# configuration at run time.
+
+PREFIX		?= /usr/local
+LIBEXECDIR	?= $(PREFIX)/lib/listq
+SYSCONFDIR	?= $(PREFIX)/etc
+SPOOLDIR	?= /var/spool/listq
+LISTDIR		?= /var/lib/listq/lists
+LISTQ_USER	?= $(shell id -un)
+LISTQ_UID	?= $(shell id -u)
+LISTQ_GID	?= $(shell id -g)
+MAIL_GIDS	?= 65534
+MAX_MESSAGE_SIZE ?= 10485760
+
+BUILD		?= build
+CC		?= cc
+PKG_CONFIG	?= pkg-config
+
+WARN		= -std=gnu11 -Wall -Wextra -Werror
+HARDEN		= -O2 -D_FORTIFY_SOURCE=3 -fstack-protector-strong -fPIE
+LDHARDEN	= -pie -Wl,-z,relro,-z,now
+SETTINGS	= -DPREFIX='"$(PREFIX)"' -DLIBEXECDIR='"$(LIBEXECDIR)"' \
+		  -DSYSCONFDIR='"$(SYSCONFDIR)"' -DSPOOLDIR='"$(SPOOLDIR)"' \
+		  -DLISTDIR='"$(LISTDIR)"' -DLISTQ_USER='"$(LISTQ_USER)"' \
+		  -DLISTQ_UID=$(LISTQ_UID) -DLISTQ_GID=$(LISTQ_GID) \
+		  -DMAIL_GIDS=$(MAIL_GIDS) -DMAX_MESSAGE_SIZE=$(MAX_MESSAGE_SIZE)
+
+pc_cflags	= $(shell $(PKG_CONFIG) --cflags $(1) 2>/dev/null)
+pc_libs		= $(shell $(PKG_CONFIG) --libs $(1) 2>/dev/null)
+
+CPPFLAGS	+= -D_GNU_SOURCE -Icommon $(call pc_cflags,libbsd-overlay)
+CFLAGS		+= $(WARN) $(HARDEN) -MMD -MP
+LDFLAGS		+= $(LDHARDEN)
+
+COMMON_SRC	= common/durable.c common/entry.c common/log.c common/qid.c \
+		  common/spool.c
+WRAPPER_SRC	= wrapper/privilege.c wrapper/wrapper.c
+TEST_SRC	= $(wildcard tests/test_*.c) tests/harness.c
+
+COMMON_OBJ	= $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
+WRAPPER_OBJ	= $(WRAPPER_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_OBJ	= $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
+
+WRAPPER_LIBS	= $(call pc_libs,libcap libbsd-overlay)
+TEST_LIBS	= $(call pc_libs,criterion libbsd-overlay)
+
+# Debian packages that building and testing need (make deps).
+DEB_PKGS	= gcc make pkg-config libc6-dev libcap-dev libcap2-bin \
+		  libbsd-dev libcriterion-dev cppcheck util-linux passwd
+
+.PHONY: all wrapper deps check lint test clean FORCE
+
+all: $(BUILD)/listq-wrapper $(BUILD)/tests/listq-tests \
+     $(BUILD)/tests/preload.so $(BUILD)/bench/floor $(BUILD)/bench/spawn
+
+wrapper: $(BUILD)/listq-wrapper
+
+# Rebuild what embeds the settings whenever they change.
+$(BUILD)/settings: FORCE
+	@mkdir -p $(@D)
+	@echo '$(SETTINGS)' | cmp -s - $@ || echo '$(SETTINGS)' > $@
+
+$(BUILD)/obj/wrapper/%.o: wrapper/%.c $(BUILD)/settings
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(SETTINGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/libcommon.a: $(COMMON_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/listq-wrapper: $(WRAPPER_OBJ) $(BUILD)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(WRAPPER_LIBS)
+
+$(BUILD)/tests/listq-tests: $(TEST_OBJ) $(BUILD)/libcommon.a
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(TEST_LIBS)
+
+$(BUILD)/tests/preload.so: tests/preload.c
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -O2 -fPIC -shared -o $@ $<
+
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(call pc_libs,libbsd-overlay)
+
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+	    grep -q 'ok installed' || echo $$p; done); \
+	[ -z "$$missing" ] && exit 0; \
+	if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends $$missing; \
+	else \
+	    echo "listq: missing packages; run as root:" \
+	        "apt-get install --no-install-recommends" $$missing; exit 1; \
+	fi
+
+# The wrapper must stay small enough to audit in one sitting.
+lint:
+	@n=$$(cat $(WRAPPER_SRC) | sed 's://.*$$::' | grep -v '^\s*$$' | \
+	    grep -v '^\s*/\?\*' | wc -l); \
+	echo "wrapper: $$n code lines (limit 400)"; [ $$n -lt 400 ]
+	cppcheck -q --error-exitcode=1 --enable=warning,portability \
+	    --inline-suppr -I common wrapper common
+
+test: all
+	@tests/run.sh
+
+check: deps
+	@$(MAKE) --no-print-directory all lint
+	@$(MAKE) --no-print-directory test
+
+clean:
+	rm -rf $(BUILD)
+
+FORCE:
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,192 @@
+/*
+ * Writing and parsing the header of a spool entry (format in entry.h).
+ *
+ * Invariants: what entry_header_format() writes, entry_header_parse()
+ * reads back unchanged; the parser never reads past len, accepts exactly
+ * one version and rejects anything it does not fully understand, with a
+ * reason fit for a log line.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "entry.h"
+
+static const char *const commands[] = { "post", "owner", "bounces" };
+static const char *const keys[] = {
+	"listq-entry", "id", "command", "list", "arrival", "uid", "gid"
+};
+#define NKEYS	(sizeof(keys) / sizeof(keys[0]))
+
+bool
+entry_command_valid(const char *cmd)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(cmd, commands[i]) == 0)
+			return true;
+	return false;
+}
+
+static bool
+list_char_valid(char c, bool first)
+{
+	if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
+		return true;
+	return !first && (c == '.' || c == '_' || c == '-');
+}
+
+bool
+list_name_valid(const char *name)
+{
+	size_t i;
+
+	for (i = 0; name[i] != '\0'; i++)
+		if (i >= LIST_NAME_MAX || !list_char_valid(name[i], i == 0))
+			return false;
+	return i > 0 && strstr(name, "..") == NULL;
+}
+
+int
+entry_header_format(const struct entry_header *h, char *buf, size_t size)
+{
+	int n;
+
+	if (!qid_valid(h->id) || !entry_command_valid(h->command) ||
+	    !list_name_valid(h->list) || h->arrival_usec < 0 ||
+	    h->arrival_usec > 999999)
+		return -1;
+	n = snprintf(buf, size,
+	    "listq-entry: %d\nid: %s\ncommand: %s\nlist: %s\n"
+	    "arrival: %" PRId64 ".%06ld\nuid: %lu\ngid: %lu\n\n",
+	    ENTRY_VERSION, h->id, h->command, h->list, h->arrival_sec,
+	    h->arrival_usec, (unsigned long)h->uid, (unsigned long)h->gid);
+	if (n < 0 || (size_t)n >= size)
+		return -1;
+	return n;
+}
+
+/* Parses a decimal number of at most max, digits only. */
+static int
+parse_number(const char *s, uint64_t max, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int
+parse_arrival(const char *v, struct entry_header *h)
+{
+	char sec[24];
+	const char *dot = strchr(v, '.');
+	uint64_t s, us;
+
+	if (dot == NULL || (size_t)(dot - v) >= sizeof(sec) ||
+	    strlen(dot + 1) != 6)
+		return -1;
+	memcpy(sec, v, (size_t)(dot - v));
+	sec[dot - v] = '\0';
+	if (parse_number(sec, INT64_MAX, &s) == -1 ||
+	    parse_number(dot + 1, 999999, &us) == -1)
+		return -1;
+	h->arrival_sec = (int64_t)s;
+	h->arrival_usec = (long)us;
+	return 0;
+}
+
+/* Stores the value of key number k; returns a reason on failure. */
+static const char *
+parse_field(size_t k, const char *v, struct entry_header *h)
+{
+	uint64_t n;
+
+	switch (k) {
+	case 0:
+		return parse_number(v, 1000, &n) == -1 || n != ENTRY_VERSION ?
+		    "unsupported entry format version" : NULL;
+	case 1:
+		if (!qid_valid(v))
+			return "bad queue id";
+		memcpy(h->id, v, QID_SIZE);
+		return NULL;
+	case 2:
+		if (!entry_command_valid(v))
+			return "bad command";
+		memcpy(h->command, v, strlen(v) + 1);
+		return NULL;
+	case 3:
+		if (!list_name_valid(v))
+			return "bad list name";
+		memcpy(h->list, v, strlen(v) + 1);
+		return NULL;
+	case 4:
+		return parse_arrival(v, h) == -1 ? "bad arrival time" : NULL;
+	case 5:
+		if (parse_number(v, UINT32_MAX - 1, &n) == -1)
+			return "bad uid";
+		h->uid = (uid_t)n;
+		return NULL;
+	default:
+		if (parse_number(v, UINT32_MAX - 1, &n) == -1)
+			return "bad gid";
+		h->gid = (gid_t)n;
+		return NULL;
+	}
+}
+
+/* Splits "key: value" (NUL-terminated line) for key number k. */
+static const char *
+parse_line(char *line, size_t k, struct entry_header *h)
+{
+	size_t klen = strlen(keys[k]);
+
+	if (strncmp(line, keys[k], klen) != 0 || line[klen] != ':' ||
+	    line[klen + 1] != ' ')
+		return k == 0 ? "not a listq entry" : "missing or misplaced key";
+	return parse_field(k, line + klen + 2, h);
+}
+
+int
+entry_header_parse(const char *buf, size_t len, struct entry_header *h,
+    size_t *body, const char **why)
+{
+	char line[ENTRY_HEADER_MAX];
+	size_t k, off = 0, n;
+	const char *nl;
+
+	memset(h, 0, sizeof(*h));
+	for (k = 0; k <= NKEYS; k++) {
+		nl = memchr(buf + off, '\n', len - off);
+		n = nl == NULL ? 0 : (size_t)(nl - (buf + off));
+		if (nl == NULL || n >= sizeof(line) ||
+		    memchr(buf + off, '\0', n) != NULL) {
+			*why = "header truncated or malformed";
+			return -1;
+		}
+		memcpy(line, buf + off, n);
+		line[n] = '\0';
+		off += n + 1;
+		if (k == NKEYS) {
+			*why = n == 0 ? NULL : "header does not end with a blank line";
+			break;
+		}
+		if ((*why = parse_line(line, k, h)) != NULL)
+			return -1;
+	}
+	if (*why != NULL)
+		return -1;
+	*body = off;
+	return 0;
+}

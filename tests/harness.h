@@ -1,0 +1,67 @@
+/*
+ * Test harness: runs listq-wrapper as a separate process exactly as an MTA
+ * would (as root: after a real switch to the test MTA user's uid, gid and
+ * groups), and inspects the
+ * spool it wrote.  What to run comes from the environment that tests/run.sh
+ * sets (LISTQ_TEST_*); every wait is bounded and every child is reaped.
+ */
+#ifndef LISTQ_TEST_HARNESS_H
+#define LISTQ_TEST_HARNESS_H
+
+#include <sys/types.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "entry.h"
+
+struct target {
+	const char	*wrapper;	/* wrapper under test */
+	const char	*setuid_wrapper; /* root: the setuid-root install */
+	const char	*spool, *lists;
+	uid_t		 svc_uid, caller_uid, stranger_uid;
+	gid_t		 svc_gid, caller_gid, stranger_gid;
+	long long	 max_size;
+	bool		 root;		/* run as root: real uid switches */
+};
+
+extern struct target T;
+
+/* How to run the wrapper once. */
+struct run {
+	const char	*wrapper;	/* NULL: T.wrapper */
+	const char	*argv[4];	/* arguments after the program name */
+	const void	*input;		/* message on stdin */
+	size_t		 len;
+	bool		 stranger;	/* run as the stranger (root only) */
+	bool		 no_new_privs;	/* caller sets PR_SET_NO_NEW_PRIVS */
+	bool		 close_std;	/* start with fds 0, 1 and 2 closed */
+	const char	*const *env;	/* environment, NULL: empty */
+	long		 fsize_limit;	/* RLIMIT_FSIZE, 0: unlimited */
+	bool		 umask_000;	/* umask 000 instead of 022 */
+	int		 leak_fd;	/* >2: leave this fd open in the child */
+	/* Called once the wrapper has created its tmp/ file (pid given). */
+	void		(*while_running)(pid_t);
+};
+
+struct result {
+	int		 status;	/* exit code, or 128+signal */
+	char		 err[2048];	/* what it wrote to stderr */
+};
+
+void	target_load(void);
+void	spool_reset(void);
+void	list_create(const char *name);
+void	run_wrapper(const struct run *r, struct result *res);
+int	run_simple(const char *cmd, const char *list, const void *msg,
+	    size_t len, struct result *res);
+
+/* Entries in queue/: their count, and the first one's path. */
+size_t	queue_count(char *first, size_t len);
+size_t	tmp_count(void);
+/* Reads a whole file; *len gets its size.  Caller frees. */
+char	*read_file(const char *path, size_t *len);
+/* Parses the entry at path; returns the body and its length. */
+char	*entry_load(const char *path, struct entry_header *h, size_t *blen);
+
+#endif

@@ -1,0 +1,278 @@
+/*
+ * listq-wrapper: the only privileged program of listq.  An MTA alias pipe
+ * runs it as
+ *
+ *	listq-wrapper post|owner|bounces LIST < message
+ *
+ * It becomes the service uid:gid, streams the message into
+ * SPOOLDIR/tmp/<id> behind an entry header, commits it into its bucket
+ * and answers the MTA with a sysexits code.
+ *
+ * Invariants: exit 0 only once the entry is fsync'd, renamed into
+ * queue/<bucket>/ and the bucket directory fsync'd (invariant 1); the
+ * rename is the only step a reader can see (invariant 2); every file is
+ * created by the service uid with mode 0600 (invariant 6); on any failure
+ * the partial tmp/ file is removed, one line goes to stderr and syslog,
+ * and the exit code tells the MTA to bounce (64, 65, 67, 77) or to retry
+ * (75) -- a message is never both refused and kept.
+ */
+#include <sys/stat.h>
+#include <sys/time.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "durable.h"
+#include "entry.h"
+#include "log.h"
+#include "privilege.h"
+#include "qid.h"
+#include "settings.h"
+#include "spool.h"
+
+#define COPY_CHUNK	65536
+#define CREATE_TRIES	3
+
+/* The tmp/ file being written, removed by cleanup() and on signals. */
+static int tmp_dirfd = -1;
+static char tmp_name[QID_SIZE];
+static volatile sig_atomic_t tmp_pending;
+static bool drain_stdin;
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	if (tmp_pending)
+		unlinkat(tmp_dirfd, tmp_name, 0);
+	_exit(EX_TEMPFAIL);
+}
+
+/*
+ * Runs at exit(3): remove a partial entry, and read the rest of the
+ * message so that the MTA sees our exit code rather than SIGPIPE.
+ */
+static void
+cleanup(void)
+{
+	char buf[4096];
+
+	if (tmp_pending)
+		unlinkat(tmp_dirfd, tmp_name, 0);
+	tmp_pending = 0;
+	while (drain_stdin && read(STDIN_FILENO, buf, sizeof(buf)) > 0)
+		continue;
+}
+
+static void
+set_signals(void)
+{
+	static const int sigs[] = { SIGHUP, SIGINT, SIGQUIT, SIGTERM };
+	struct sigaction sa;
+	size_t i;
+
+	memset(&sa, 0, sizeof(sa));
+	sigfillset(&sa.sa_mask);
+	sa.sa_handler = on_signal;
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
+	/* A file size limit must give EFBIG (and 75), not a core dump. */
+	signal(SIGXFSZ, SIG_IGN);
+	/* A closed stderr must not turn an accepted message into a retry. */
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* Once the entry is renamed into the queue, no signal may undo it. */
+static void
+block_signals(void)
+{
+	sigset_t all;
+
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, NULL);
+}
+
+static void
+check_args(int argc, char *argv[])
+{
+	if (argc != 3)
+		log_exit(EX_USAGE, NULL, "usage: listq-wrapper "
+		    "post|owner|bounces LIST");
+	if (!entry_command_valid(argv[1]))
+		log_exit(EX_USAGE, NULL, "unknown command \"%.16s\" (expected "
+		    "post, owner or bounces)", argv[1]);
+	if (!list_name_valid(argv[2]))
+		log_exit(EX_USAGE, NULL, "bad list name \"%.80s\" (expected "
+		    "[a-z0-9][a-z0-9._-]{0,63}, no \"..\")", argv[2]);
+}
+
+static void
+check_list(const char *list)
+{
+	struct stat st;
+	int fd;
+
+	if ((fd = open(LISTDIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		log_exit(EX_TEMPFAIL, NULL, "list directory %s: %s", LISTDIR,
+		    strerror(errno));
+	if (fstatat(fd, list, &st, AT_SYMLINK_NOFOLLOW) == -1) {
+		if (errno == ENOENT)
+			log_exit(EX_NOUSER, NULL, "no such list: %s", list);
+		log_exit(EX_TEMPFAIL, NULL, "list %s: %s", list,
+		    strerror(errno));
+	}
+	if (!S_ISDIR(st.st_mode))
+		log_exit(EX_NOUSER, NULL, "no such list: %s", list);
+	close(fd);
+}
+
+static int
+open_spool(void)
+{
+	int fd = spool_open(SPOOLDIR, LISTQ_UID, LISTQ_GID);
+
+	if (fd == -1)
+		log_exit(EX_TEMPFAIL, NULL, "spool %s: %s", SPOOLDIR,
+		    errno == EPERM ? "wrong owner or mode" : strerror(errno));
+	tmp_dirfd = spool_open_dir(fd, SPOOL_TMP, LISTQ_UID, LISTQ_GID);
+	if (tmp_dirfd == -1)
+		log_exit(EX_TEMPFAIL, NULL, "spool %s/%s: %s", SPOOLDIR,
+		    SPOOL_TMP, errno == EPERM ? "wrong owner or mode" :
+		    strerror(errno));
+	return fd;
+}
+
+/* Creates tmp/<id> under a fresh id; returns its fd. */
+static int
+create_entry(struct entry_header *h)
+{
+	int fd = -1, tries;
+
+	for (tries = 0; fd == -1 && tries < CREATE_TRIES; tries++) {
+		qid_new(h->id);
+		memcpy(tmp_name, h->id, QID_SIZE);
+		fd = openat(tmp_dirfd, tmp_name, O_WRONLY | O_CREAT | O_EXCL |
+		    O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd == -1 && errno != EEXIST)
+			break;
+	}
+	if (fd == -1)
+		log_exit(EX_TEMPFAIL, NULL, "cannot create %s/%s/%s: %s",
+		    SPOOLDIR, SPOOL_TMP, tmp_name, strerror(errno));
+	tmp_pending = 1;
+	return fd;
+}
+
+static void
+write_header(int fd, struct entry_header *h)
+{
+	char buf[ENTRY_HEADER_MAX];
+	int n = entry_header_format(h, buf, sizeof(buf));
+
+	if (n < 0)
+		log_exit(EX_SOFTWARE, h->id, "cannot format the entry header");
+	if (write_full(fd, buf, (size_t)n) == -1)
+		log_exit(EX_TEMPFAIL, h->id, "writing %s/%s: %s", SPOOL_TMP,
+		    h->id, strerror(errno));
+}
+
+/* Streams stdin into fd; returns the message size. */
+static size_t
+copy_message(int fd, const char *id)
+{
+	static char buf[COPY_CHUNK];
+	size_t total = 0;
+	ssize_t n;
+
+	for (;;) {
+		n = read(STDIN_FILENO, buf, sizeof(buf));
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			log_exit(EX_TEMPFAIL, id, "reading the message: %s",
+			    strerror(errno));
+		if (n == 0)
+			return total;
+		total += (size_t)n;
+		if (total > MAX_MESSAGE_SIZE)
+			log_exit(EX_DATAERR, id, "message exceeds the size limit "
+			    "of %lld bytes", (long long)MAX_MESSAGE_SIZE);
+		if (write_full(fd, buf, (size_t)n) == -1)
+			log_exit(EX_TEMPFAIL, id, "writing %s/%s: %s",
+			    SPOOL_TMP, id, strerror(errno));
+	}
+}
+
+static void
+commit_entry(int spoolfd, int fd, const char *id)
+{
+	int bucketfd = spool_open_bucket(spoolfd, qid_bucket(id), LISTQ_UID,
+	    LISTQ_GID);
+
+	if (bucketfd == -1)
+		log_exit(EX_TEMPFAIL, id, "opening the bucket of %s: %s", id,
+		    strerror(errno));
+	block_signals();
+	if (durable_commit(fd, tmp_dirfd, id, bucketfd, id) == -1)
+		log_exit(EX_TEMPFAIL, id, "committing %s: %s", id,
+		    strerror(errno));
+	tmp_pending = 0;
+}
+
+static void
+enqueue(int spoolfd, const char *command, const char *list, uid_t uid,
+    gid_t gid)
+{
+	struct entry_header h;
+	struct timeval now;
+	size_t size;
+	int fd;
+
+	memset(&h, 0, sizeof(h));
+	gettimeofday(&now, NULL);
+	strlcpy(h.command, command, sizeof(h.command));
+	strlcpy(h.list, list, sizeof(h.list));
+	h.arrival_sec = now.tv_sec;
+	h.arrival_usec = now.tv_usec;
+	h.uid = uid;
+	h.gid = gid;
+	fd = create_entry(&h);
+	write_header(fd, &h);
+	if ((size = copy_message(fd, h.id)) == 0)
+		log_exit(EX_DATAERR, h.id, "empty message");
+	commit_entry(spoolfd, fd, h.id);
+	log_msg(LOG_INFO, h.id, "queued: command=%s, list=%s, size=%zu, "
+	    "uid=%lu, gid=%lu", command, list, size, (unsigned long)uid,
+	    (unsigned long)gid);
+}
+
+int
+main(int argc, char *argv[])
+{
+	uid_t uid = getuid();
+	gid_t gid = getgid();
+	int spoolfd;
+
+	sanitize_fds();
+	closefrom(STDERR_FILENO + 1);
+	log_init("listq-wrapper", LOG_ERRORS_STDERR);
+	check_caller();
+	clearenv();
+	become_service();
+	umask(077);
+	drain_stdin = true;
+	atexit(cleanup);
+	set_signals();
+	check_args(argc, argv);
+	spoolfd = open_spool();
+	check_list(argv[2]);
+	enqueue(spoolfd, argv[1], argv[2], uid, gid);
+	return EX_OK;
+}
