@@ -128,4 +128,7 @@ clean:
 
 FORCE:
 
+# Keep objects that only a pattern rule names.
+.SECONDARY:
+
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
