@@ -40,28 +40,35 @@ CPPFLAGS	+= -D_GNU_SOURCE -Icommon $(call pc_cflags,libbsd-overlay)
 CFLAGS		+= $(WARN) $(HARDEN) -MMD -MP
 LDFLAGS		+= $(LDHARDEN)
 
-COMMON_SRC	= common/durable.c common/entry.c common/log.c common/qid.c \
-		  common/spool.c
+COMMON_SRC	= common/config.c common/durable.c common/entry.c common/list.c \
+		  common/log.c common/qid.c common/spool.c common/state.c
 WRAPPER_SRC	= wrapper/privilege.c wrapper/wrapper.c
-TEST_SRC	= $(wildcard tests/test_*.c) tests/harness.c
+LISTQD_SRC	= worker/deliver.c worker/listqd.c worker/master.c \
+		  worker/schedule.c worker/smtp.c worker/sockopt.c worker/worker.c
+TEST_SRC	= $(wildcard tests/test_*.c) tests/harness.c tests/daemon.c
 
 COMMON_OBJ	= $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 WRAPPER_OBJ	= $(WRAPPER_SRC:%.c=$(BUILD)/obj/%.o)
+LISTQD_OBJ	= $(LISTQD_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ	= $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 
 WRAPPER_LIBS	= $(call pc_libs,libcap libbsd-overlay)
+LISTQD_LIBS	= $(call pc_libs,libesmtp-1.0 libsystemd libbsd-overlay) -ldl
 TEST_LIBS	= $(call pc_libs,criterion libbsd-overlay)
 
 # Debian packages that building and testing need (make deps).
 DEB_PKGS	= gcc make pkg-config libc6-dev libcap-dev libcap2-bin \
-		  libbsd-dev libcriterion-dev cppcheck util-linux passwd
+		  libbsd-dev libesmtp-dev libsystemd-dev libcriterion-dev \
+		  cppcheck util-linux passwd
 
-.PHONY: all wrapper deps check lint test clean FORCE
+.PHONY: all wrapper daemon deps check lint test clean FORCE
 
-all: $(BUILD)/listq-wrapper $(BUILD)/tests/listq-tests \
+all: $(BUILD)/listq-wrapper $(BUILD)/listqd $(BUILD)/tests/listq-tests \
+     $(BUILD)/tests/listq-sink \
      $(BUILD)/tests/preload.so $(BUILD)/bench/floor $(BUILD)/bench/spawn
 
 wrapper: $(BUILD)/listq-wrapper
+daemon: $(BUILD)/listqd
 
 # Rebuild what embeds the settings whenever they change.
 $(BUILD)/settings: FORCE
@@ -71,6 +78,11 @@ $(BUILD)/settings: FORCE
 $(BUILD)/obj/wrapper/%.o: wrapper/%.c $(BUILD)/settings
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(SETTINGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/worker/%.o: worker/%.c $(BUILD)/settings
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Iworker $(call pc_cflags,libesmtp-1.0 libsystemd) \
+	    $(SETTINGS) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -82,6 +94,14 @@ $(BUILD)/libcommon.a: $(COMMON_OBJ)
 
 $(BUILD)/listq-wrapper: $(WRAPPER_OBJ) $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(WRAPPER_LIBS)
+
+$(BUILD)/listqd: $(LISTQD_OBJ) $(BUILD)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LISTQD_LIBS)
+
+$(BUILD)/tests/listq-sink: tests/sink/listq-sink.c
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(HARDEN) $(call pc_cflags,libbsd-overlay) $(LDFLAGS) \
+	    -o $@ $< $(call pc_libs,libbsd-overlay) -lm
 
 $(BUILD)/tests/listq-tests: $(TEST_OBJ) $(BUILD)/libcommon.a
 	@mkdir -p $(@D)

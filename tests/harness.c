@@ -78,7 +78,7 @@ rm_one(const char *path, const struct stat *st, int flag, struct FTW *f)
 	return remove(path);
 }
 
-static void
+void
 rm_tree(const char *path)
 {
 	if (nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS) == -1 &&
@@ -239,10 +239,10 @@ exchange(const struct run *r, int in, int err, struct result *res)
 		close(err);
 }
 
-static int
-reap(pid_t pid)
+int
+reap_bounded(pid_t pid, int ms)
 {
-	long end = now_ms() + RUN_LIMIT_MS;
+	long end = now_ms() + ms;
 	int st;
 
 	while (waitpid(pid, &st, WNOHANG) == 0) {
@@ -276,7 +276,7 @@ run_wrapper(const struct run *r, struct result *res)
 		r->while_running(pid);
 	}
 	exchange(r, in[1], err[0], res);
-	res->status = reap(pid);
+	res->status = reap_bounded(pid, RUN_LIMIT_MS);
 }
 
 int

@@ -50,9 +50,16 @@ struct result {
 };
 
 void	target_load(void);
+/* Removes a file or a directory tree, if it exists. */
+void	rm_tree(const char *path);
 void	spool_reset(void);
 void	list_create(const char *name);
 void	run_wrapper(const struct run *r, struct result *res);
+/*
+ * Waits at most ms for pid to end, then SIGKILLs it; returns its exit
+ * code, or 128 + the signal that ended it.
+ */
+int	reap_bounded(pid_t pid, int ms);
 int	run_simple(const char *cmd, const char *list, const void *msg,
 	    size_t len, struct result *res);
 

@@ -29,7 +29,7 @@ make_test_users() {
 build_wrapper() {
 	${MAKE:-make} -s --no-print-directory BUILD="$1" LISTQ_UID="$2" \
 	    LISTQ_GID="$3" MAIL_GIDS="$4" SPOOLDIR="$5" LISTDIR="$6" \
-	    MAX_MESSAGE_SIZE=${LISTQ_TEST_MAX_SIZE:-10485760} wrapper
+	    MAX_MESSAGE_SIZE=${LISTQ_TEST_MAX_SIZE:-10485760} wrapper daemon
 }
 
 # install_wrapper BUILT DIR MODE: root-owned, group = the MTA group;

@@ -27,6 +27,7 @@ if [ "$(id -u)" = 0 ]; then
 	    "$root/spool" "$root/lists"
 	install_wrapper "$BUILD/check-root/listq-wrapper" "$root/caps" caps
 	install_wrapper "$BUILD/check-root/listq-wrapper" "$root/setuid" setuid
+	export LISTQ_TEST_LISTQD="$top/$BUILD/check-root/listqd"
 	install -m 0644 "$BUILD/tests/preload.so" "$root/preload.so"
 	export LISTQ_TEST_WRAPPER="$root/caps/listq-wrapper"
 	export LISTQ_TEST_SETUID_WRAPPER="$root/setuid/listq-wrapper"
@@ -40,10 +41,13 @@ else
 	dev=$top/$BUILD/check-dev
 	build_wrapper "$dev" "$(id -u)" "$(id -g)" 65534 "$dev/spool" "$dev/lists"
 	export LISTQ_TEST_WRAPPER="$dev/listq-wrapper"
+	export LISTQ_TEST_LISTQD="$dev/listqd"
 	export LISTQ_TEST_SPOOL="$dev/spool" LISTQ_TEST_LISTS="$dev/lists"
 	export LISTQ_TEST_SVC_UID=$(id -u) LISTQ_TEST_SVC_GID=$(id -g)
 	export LISTQ_TEST_PRELOAD="$top/$BUILD/tests/preload.so"
 fi
+
+export LISTQ_TEST_SINK="$top/$BUILD/tests/listq-sink"
 
 # One test at a time: they share the spool compiled into the wrapper.
 "$suite" --jobs=1 --verbose "$@"

@@ -1,0 +1,214 @@
+/*
+ * Reading listq.conf (see config.h).
+ *
+ * Invariants: every key has one entry in the table below, with its
+ * default and its bounds; a value is accepted only when all of it parses
+ * and lies within the bounds; the struct is left with defaults or parsed
+ * values, never half of a value.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+enum kind { STR, NUM, DUR };
+
+struct key {
+	const char	*name;
+	enum kind	 kind;
+	size_t		 off;
+	size_t		 size;		/* STR: buffer size */
+	unsigned int	 min, max;	/* NUM, DUR */
+	const char	*def;
+};
+
+#define S(f)	offsetof(struct config, f), sizeof(((struct config *)0)->f)
+#define U(f)	offsetof(struct config, f), 0
+
+static const struct key keys[] = {
+	{ "smarthost", STR, S(smarthost), 0, 0, "localhost:25" },
+	{ "helo_name", STR, S(helo_name), 0, 0, "" },
+	{ "workers", NUM, U(workers), 1, 256, "4" },
+	{ "max_messages_per_session", NUM, U(max_messages_per_session), 1,
+	    10000, "100" },
+	{ "max_rcpts_per_transaction", NUM, U(max_rcpts_per_transaction), 1,
+	    10000, "500" },
+	{ "connect_timeout", DUR, U(connect_timeout), 1, 3600, "30s" },
+	{ "command_timeout", DUR, U(command_timeout), 1, 3600, "300s" },
+	{ "data_timeout", DUR, U(data_timeout), 1, 7200, "600s" },
+	{ "min_backoff", DUR, U(min_backoff), 1, 86400, "300s" },
+	{ "max_backoff", DUR, U(max_backoff), 1, 864000, "3600s" },
+	{ "max_queue_lifetime", DUR, U(max_queue_lifetime), 1, 8640000, "5d" },
+	{ "rescan_interval", DUR, U(rescan_interval), 1, 86400, "300s" },
+	{ "smarthost_backoff", DUR, U(smarthost_backoff), 1, 3600, "60s" },
+};
+#define NKEYS	(sizeof(keys) / sizeof(keys[0]))
+
+/* Parses a whole number with an optional unit; -1 if malformed. */
+static int
+parse_unsigned(const char *v, enum kind kind, unsigned long *out)
+{
+	static const struct { char unit; unsigned long mul; } units[] = {
+		{ 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 } };
+	unsigned long long n;
+	char *end;
+	size_t i;
+
+	if (!isdigit((unsigned char)*v))
+		return -1;
+	errno = 0;
+	n = strtoull(v, &end, 10);
+	if (errno != 0 || n > 0xffffffffULL)
+		return -1;
+	if (*end != '\0' && kind == DUR && end[1] == '\0')
+		for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+			if (*end == units[i].unit) {
+				n *= units[i].mul;
+				end++;
+				break;
+			}
+	if (*end != '\0' || n > 0xffffffffULL)
+		return -1;
+	*out = (unsigned long)n;
+	return 0;
+}
+
+/* Stores v for key k; returns NULL or what is wrong with v. */
+static const char *
+set_key(struct config *c, const struct key *k, const char *v)
+{
+	unsigned long n;
+	char *base = (char *)c + k->off;
+
+	if (k->kind == STR) {
+		if (strlen(v) >= k->size)
+			return "value too long";
+		memcpy(base, v, strlen(v) + 1);
+		return NULL;
+	}
+	if (parse_unsigned(v, k->kind, &n) == -1)
+		return k->kind == DUR ? "not a duration (a number with an "
+		    "optional unit s, m, h or d)" : "not a whole number";
+	if (n < k->min || n > k->max)
+		return "out of range";
+	*(unsigned int *)(void *)base = (unsigned int)n;
+	return NULL;
+}
+
+void
+config_defaults(struct config *c)
+{
+	size_t i;
+
+	memset(c, 0, sizeof(*c));
+	for (i = 0; i < NKEYS; i++)
+		set_key(c, &keys[i], keys[i].def);
+	if (gethostname(c->helo_name, sizeof(c->helo_name) - 1) == -1)
+		strcpy(c->helo_name, "localhost");
+}
+
+static char *
+trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+/* Splits "key = value" and hands it to fn; returns NULL or what is wrong. */
+static const char *
+apply_line(char *line, conf_handler fn, void *arg, char *why,
+    size_t whylen)
+{
+	char *eq, *name, *value;
+	const char *bad;
+
+	line[strcspn(line, "#")] = '\0';
+	if (*trim(line) == '\0')
+		return NULL;
+	if ((eq = strchr(line, '=')) == NULL)
+		return "expected \"key = value\"";
+	*eq = '\0';
+	name = trim(line);
+	value = trim(eq + 1);
+	if ((bad = fn(name, value, arg)) == NULL)
+		return NULL;
+	snprintf(why, whylen, "%.64s: %.80s", name, bad);
+	return why;
+}
+
+int
+conf_read(const char *path, conf_handler fn, void *arg, char *err,
+    size_t errlen)
+{
+	char line[1024], why[160];
+	const char *bad;
+	unsigned int lineno = 0;
+	FILE *f;
+
+	if ((f = fopen(path, "re")) == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		lineno++;
+		if (strchr(line, '\n') == NULL && !feof(f))
+			bad = "line too long";
+		else
+			bad = apply_line(line, fn, arg, why, sizeof(why));
+		if (bad != NULL) {
+			snprintf(err, errlen, "%s:%u: %s", path, lineno, bad);
+			fclose(f);
+			return -1;
+		}
+	}
+	fclose(f);
+	return 0;
+}
+
+static const char *
+config_key(const char *name, const char *value, void *arg)
+{
+	size_t i;
+
+	for (i = 0; i < NKEYS; i++)
+		if (strcmp(name, keys[i].name) == 0)
+			return set_key(arg, &keys[i], value);
+	return "unknown key";
+}
+
+static int
+check_bounds(const struct config *c, char *err, size_t errlen,
+    const char *path)
+{
+	if (c->min_backoff > c->max_backoff) {
+		snprintf(err, errlen, "%s: min_backoff exceeds max_backoff",
+		    path);
+		return -1;
+	}
+	if (c->smarthost[0] == '\0') {
+		snprintf(err, errlen, "%s: smarthost: empty", path);
+		return -1;
+	}
+	return 0;
+}
+
+int
+config_load(const char *path, int missing_ok, struct config *c, char *err,
+    size_t errlen)
+{
+	if (missing_ok && access(path, F_OK) == -1 && errno == ENOENT)
+		return check_bounds(c, err, errlen, path);
+	if (conf_read(path, config_key, c, err, errlen) == -1)
+		return -1;
+	return check_bounds(c, err, errlen, path);
+}

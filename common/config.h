@@ -1,0 +1,51 @@
+/*
+ * listq.conf: "key = value" lines, '#' comments, blank lines ignored.
+ * Durations take a unit suffix s, m, h or d (default seconds), as in
+ * Postfix.  Unknown keys and bad values are errors that name the file,
+ * the line and the key: a daemon refuses to start rather than guess.
+ */
+#ifndef LISTQ_CONFIG_H
+#define LISTQ_CONFIG_H
+
+#include <stddef.h>
+
+#define CONFIG_FILE	"listq/listq.conf"	/* below SYSCONFDIR */
+#define CONFIG_STR_MAX	512
+
+struct config {
+	char		smarthost[CONFIG_STR_MAX];	/* host[:port], ... */
+	char		helo_name[256];			/* default: hostname */
+	unsigned int	workers;
+	unsigned int	max_messages_per_session;
+	unsigned int	max_rcpts_per_transaction;
+	unsigned int	connect_timeout;	/* seconds */
+	unsigned int	command_timeout;
+	unsigned int	data_timeout;
+	unsigned int	min_backoff;
+	unsigned int	max_backoff;
+	unsigned int	max_queue_lifetime;
+	unsigned int	rescan_interval;
+	unsigned int	smarthost_backoff;	/* all relays down */
+};
+
+/* Fills c with the documented defaults. */
+void	config_defaults(struct config *c);
+
+/*
+ * Reads path over the defaults already in c.  A missing file is not an
+ * error when missing_ok.  On error returns -1 with "FILE:LINE: ..." in err.
+ */
+int	config_load(const char *path, int missing_ok, struct config *c,
+	    char *err, size_t errlen);
+
+/*
+ * The reader behind config_load, for any file of the same syntax: fn is
+ * called with each key and value (trimmed) and returns NULL or what is
+ * wrong with the value.
+ */
+typedef const char *(*conf_handler)(const char *key, const char *value,
+	    void *arg);
+int	conf_read(const char *path, conf_handler fn, void *arg, char *err,
+	    size_t errlen);
+
+#endif

@@ -1,0 +1,405 @@
+/*
+ * Test harness for listqd and the test sink (see daemon.h).
+ *
+ * Every process started here is recorded by pid and stopped by
+ * daemon_teardown(): SIGTERM, a bounded wait, then SIGKILL.  Every wait
+ * is bounded in time.
+ */
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "daemon.h"
+#include "harness.h"
+
+#define MAX_PROCS	16
+#define STOP_MS		20000
+
+static pid_t procs[MAX_PROCS];
+
+static void
+track(pid_t pid)
+{
+	size_t i;
+
+	for (i = 0; i < MAX_PROCS; i++)
+		if (procs[i] == 0) {
+			procs[i] = pid;
+			return;
+		}
+	cr_assert_fail("too many test processes");
+}
+
+static void
+untrack(pid_t pid)
+{
+	size_t i;
+
+	for (i = 0; i < MAX_PROCS; i++)
+		if (procs[i] == pid)
+			procs[i] = 0;
+}
+
+static long
+ms_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool
+wait_until(bool (*cond)(void *), void *arg, int ms)
+{
+	long end = ms_now() + ms;
+
+	do {
+		if (cond(arg))
+			return true;
+		usleep(20000);
+	} while (ms_now() < end);
+	return cond(arg);
+}
+
+/* SIGTERM, bounded wait, SIGKILL; returns the status as run_wrapper does. */
+static int
+stop_pid(pid_t pid)
+{
+	kill(pid, SIGTERM);
+	untrack(pid);
+	return reap_bounded(pid, STOP_MS);
+}
+
+/* Waits (bounded) for pid to end by itself, then stops it. */
+static int
+stop_pid_after(pid_t pid)
+{
+	untrack(pid);
+	return reap_bounded(pid, STOP_MS);
+}
+
+void
+daemon_teardown(void)
+{
+	size_t i;
+
+	for (i = 0; i < MAX_PROCS; i++)
+		if (procs[i] != 0)
+			stop_pid(procs[i]);
+}
+
+static bool
+file_exists(void *path)
+{
+	return access(path, F_OK) == 0;
+}
+
+static void
+write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+	fputs(text, f);
+	cr_assert_eq(fclose(f), 0);
+}
+
+void
+sink_start(struct sink *s, const char *rules, int port)
+{
+	char portfile[600], rulefile[600], portarg[16], buf[32];
+	const char *sink = getenv("LISTQ_TEST_SINK");
+	const char *argv[16];
+	int n = 0, fd;
+	pid_t pid;
+
+	cr_assert_not_null(sink, "LISTQ_TEST_SINK is not set");
+	memset(s, 0, sizeof(*s));
+	snprintf(s->dir, sizeof(s->dir), "%s.sink", T.spool);
+	snprintf(portfile, sizeof(portfile), "%s.port", s->dir);
+	snprintf(rulefile, sizeof(rulefile), "%s.rules", s->dir);
+	snprintf(portarg, sizeof(portarg), "%d", port);
+	unlink(portfile);
+	rm_tree(s->dir);
+	mkdir(s->dir, 0755);
+	argv[n++] = sink;
+	argv[n++] = "-d";
+	argv[n++] = s->dir;
+	argv[n++] = "-P";
+	argv[n++] = portfile;
+	argv[n++] = "-p";
+	argv[n++] = portarg;
+	argv[n++] = "-t";
+	argv[n++] = "300";
+	if (rules != NULL) {
+		write_text(rulefile, rules);
+		argv[n++] = "-r";
+		argv[n++] = rulefile;
+	}
+	argv[n] = NULL;
+	if ((pid = fork()) == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		dup2(null, 1);
+		execv(sink, (char *const *)argv);
+		_exit(127);
+	}
+	cr_assert_neq(pid, -1);
+	track(pid);
+	s->pid = pid;
+	cr_assert(wait_until(file_exists, portfile, 10000), "sink did not start");
+	cr_assert_neq(fd = open(portfile, O_RDONLY), -1);
+	memset(buf, 0, sizeof(buf));
+	cr_assert_gt(read(fd, buf, sizeof(buf) - 1), 0);
+	close(fd);
+	s->port = atoi(buf);
+	cr_assert_gt(s->port, 0);
+}
+
+void
+sink_stop(struct sink *s)
+{
+	if (s->pid > 0)
+		stop_pid(s->pid);
+	s->pid = 0;
+}
+
+static int
+eml_filter(const struct dirent *de)
+{
+	size_t n = strlen(de->d_name);
+
+	return n > 4 && strcmp(de->d_name + n - 4, ".eml") == 0;
+}
+
+size_t
+sink_count(const struct sink *s)
+{
+	struct dirent **names;
+	int n = scandir(s->dir, &names, eml_filter, NULL), i;
+
+	for (i = 0; i < n; i++)
+		free(names[i]);
+	free(n > 0 ? names : NULL);
+	return n < 0 ? 0 : (size_t)n;
+}
+
+/* Parses one recorded file: envelope lines, a blank line, the data. */
+static void
+parse_txn(char *buf, size_t len, struct txn *t)
+{
+	char *p = buf, *nl;
+
+	memset(t, 0, sizeof(*t));
+	while ((nl = memchr(p, '\n', len - (size_t)(p - buf))) != NULL) {
+		*nl = '\0';
+		if (*p == '\0') {
+			p = nl + 1;
+			break;
+		}
+		if (strncmp(p, "X-Sink-Mail-From: ", 18) == 0)
+			snprintf(t->from, sizeof(t->from), "%s", p + 18);
+		else if (strncmp(p, "X-Sink-Rcpt-To: ", 16) == 0) {
+			t->rcpt = reallocarray(t->rcpt, t->nrcpt + 1,
+			    sizeof(char *));
+			t->rcpt[t->nrcpt++] = strdup(p + 16);
+		}
+		p = nl + 1;
+	}
+	t->len = len - (size_t)(p - buf);
+	t->data = malloc(t->len + 1);
+	memcpy(t->data, p, t->len);
+	t->data[t->len] = '\0';
+}
+
+size_t
+sink_load(const struct sink *s, struct txn **out)
+{
+	struct dirent **names;
+	char path[1100], *buf;
+	int n = scandir(s->dir, &names, eml_filter, alphasort), i;
+	size_t len;
+
+	*out = calloc(n > 0 ? (size_t)n : 1, sizeof(**out));
+	for (i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "%s/%s", s->dir, names[i]->d_name);
+		buf = read_file(path, &len);
+		parse_txn(buf, len, &(*out)[i]);
+		free(buf);
+		free(names[i]);
+	}
+	free(n > 0 ? names : NULL);
+	return n < 0 ? 0 : (size_t)n;
+}
+
+void
+txns_free(struct txn *t, size_t n)
+{
+	size_t i, k;
+
+	for (i = 0; i < n; i++) {
+		for (k = 0; k < t[i].nrcpt; k++)
+			free(t[i].rcpt[k]);
+		free(t[i].rcpt);
+		free(t[i].data);
+	}
+	free(t);
+}
+
+void
+daemon_config(struct daemon *d, int port, const char *extra)
+{
+	char text[4096];
+
+	memset(d, 0, sizeof(*d));
+	snprintf(d->conf, sizeof(d->conf), "%s.conf", T.spool);
+	snprintf(d->log, sizeof(d->log), "%s.log", T.spool);
+	unlink(d->log);
+	snprintf(text, sizeof(text), "smarthost = 127.0.0.1:%d\n"
+	    "helo_name = listq.test\nmin_backoff = 1s\nmax_backoff = 2s\n"
+	    "smarthost_backoff = 1s\nconnect_timeout = 5s\n"
+	    "command_timeout = 5s\ndata_timeout = 5s\n%s", port,
+	    extra != NULL ? extra : "");
+	write_text(d->conf, text);
+	chmod(d->conf, 0644);
+}
+
+static pid_t
+spawn_daemon(const char *conf, int workers, int errfd)
+{
+	const char *listqd = getenv("LISTQ_TEST_LISTQD");
+	char n[16];
+	pid_t pid;
+
+	cr_assert_not_null(listqd, "LISTQ_TEST_LISTQD is not set");
+	snprintf(n, sizeof(n), "%d", workers);
+	if ((pid = fork()) == 0) {
+		dup2(errfd, 2);
+		dup2(errfd, 1);
+		execl(listqd, listqd, "-F", "-f", conf, "-n", n, (char *)NULL);
+		_exit(127);
+	}
+	cr_assert_neq(pid, -1);
+	return pid;
+}
+
+static bool
+daemon_started(void *d)
+{
+	return log_count(d, "started:") > 0 || log_count(d, "refused") > 0;
+}
+
+void
+daemon_start(struct daemon *d, int workers)
+{
+	int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+
+	cr_assert_neq(fd, -1);
+	d->pid = spawn_daemon(d->conf, workers, fd);
+	close(fd);
+	track(d->pid);
+	cr_assert(wait_until(daemon_started, d, 10000), "listqd did not start");
+}
+
+int
+daemon_stop(struct daemon *d)
+{
+	int st = d->pid > 0 ? stop_pid(d->pid) : -1;
+
+	d->pid = 0;
+	return st;
+}
+
+int
+daemon_run_once(const char *conf, int workers, char *err, size_t len)
+{
+	char path[600];
+	size_t got;
+	pid_t pid;
+	char *text;
+	int fd, st;
+
+	snprintf(path, sizeof(path), "%s.once", T.spool);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	cr_assert_neq(fd, -1);
+	pid = spawn_daemon(conf, workers, fd);
+	close(fd);
+	track(pid);
+	st = stop_pid_after(pid);
+	text = read_file(path, &got);
+	snprintf(err, len, "%s", text);
+	free(text);
+	unlink(path);
+	return st;
+}
+
+char *
+daemon_log(const struct daemon *d)
+{
+	size_t len;
+
+	if (access(d->log, F_OK) == -1)
+		return strdup("");
+	return read_file(d->log, &len);
+}
+
+size_t
+log_count(const struct daemon *d, const char *needle)
+{
+	char *text = daemon_log(d), *p = text;
+	size_t n = 0;
+
+	while ((p = strstr(p, needle)) != NULL) {
+		n++;
+		p += strlen(needle);
+	}
+	free(text);
+	return n;
+}
+
+static void
+write_owned(const char *path, const char *text)
+{
+	write_text(path, text);
+	if (T.root)
+		cr_assert_eq(chown(path, T.svc_uid, T.svc_gid), 0);
+}
+
+void
+make_list(const char *name, size_t members)
+{
+	char path[1024], *text;
+	size_t i, len = 0;
+	FILE *f;
+
+	list_create(name);
+	snprintf(path, sizeof(path), "%s/%s/config", T.lists, name);
+	text = NULL;
+	f = open_memstream(&text, &len);
+	fprintf(f, "address = %s@example.org\n", name);
+	fclose(f);
+	write_owned(path, text);
+	free(text);
+	snprintf(path, sizeof(path), "%s/%s/owners", T.lists, name);
+	write_owned(path, "# the owners\nowner@example.org\n");
+	f = open_memstream(&text, &len);
+	fprintf(f, "# members of %s\n\n", name);
+	for (i = 0; i < members; i++)
+		fprintf(f, "m%zu@members.example\n", i);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/%s/members", T.lists, name);
+	write_owned(path, text);
+	free(text);
+}

@@ -1,0 +1,66 @@
+/*
+ * Test harness for listqd: starts the test SMTP sink and the daemon as
+ * separate processes on loopback ports chosen at run time, reads what the
+ * sink recorded and what the daemon logged, and stops every process it
+ * started by pid -- also when an assertion fails (daemon_teardown, the
+ * .fini of every test that starts one).
+ */
+#ifndef LISTQ_TEST_DAEMON_H
+#define LISTQ_TEST_DAEMON_H
+
+#include <sys/types.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct sink {
+	pid_t	pid;
+	int	port;
+	char	dir[512];	/* recorded transactions */
+};
+
+struct txn {			/* one transaction the sink accepted */
+	char	 from[256];
+	char	**rcpt;
+	size_t	 nrcpt;
+	char	*data;		/* message as received, CRLF line ends */
+	size_t	 len;
+};
+
+struct daemon {
+	pid_t	pid;
+	char	log[512];	/* its stderr (-F copies every log line) */
+	char	conf[512];
+};
+
+/* Starts the sink; rules may be NULL; port 0 lets the kernel choose. */
+void	sink_start(struct sink *s, const char *rules, int port);
+void	sink_stop(struct sink *s);
+size_t	sink_count(const struct sink *s);
+/* Every recorded transaction, in order; returns how many. */
+size_t	sink_load(const struct sink *s, struct txn **out);
+void	txns_free(struct txn *t, size_t n);
+
+/* Writes the daemon's config (smarthost = the sink) plus extra lines. */
+void	daemon_config(struct daemon *d, int port, const char *extra);
+/* Starts listqd -F -f CONF -n WORKERS; returns once it runs. */
+void	daemon_start(struct daemon *d, int workers);
+/* SIGTERM and a bounded wait; returns the exit status (128+sig if killed). */
+int	daemon_stop(struct daemon *d);
+/* Runs listqd once more, to its end; returns its exit status. */
+int	daemon_run_once(const char *conf, int workers, char *err, size_t len);
+/* The whole log so far (caller frees). */
+char	*daemon_log(const struct daemon *d);
+/* How many lines of the log contain needle. */
+size_t	log_count(const struct daemon *d, const char *needle);
+
+/* A list NAME@example.org with members m0..m(n-1)@members.example. */
+void	make_list(const char *name, size_t members);
+
+/* Polls cond every 20 ms for at most ms; true once it holds. */
+bool	wait_until(bool (*cond)(void *), void *arg, int ms);
+
+/* Stops every process the harness started; the .fini of daemon tests. */
+void	daemon_teardown(void);
+
+#endif

@@ -1,0 +1,326 @@
+/*
+ * listqd end to end on loopback: the built wrapper enqueues, the daemon
+ * (a separate process, its own master and workers) delivers into the
+ * test sink, and each test compares what the sink received with what
+ * was enqueued -- copies per recipient, bodies byte for byte modulo the
+ * list headers -- and reads the daemon's log for what it did.
+ */
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "daemon.h"
+#include "harness.h"
+#include "qid.h"
+
+#define WAIT_MS		30000
+
+static struct sink S;
+static struct daemon D;
+
+static void
+setup(void)
+{
+	spool_reset();
+	memset(&S, 0, sizeof(S));
+	memset(&D, 0, sizeof(D));
+}
+
+static void
+teardown(void)
+{
+	daemon_teardown();
+}
+
+/* A post whose Subject and body name it, so copies can be counted. */
+static void
+post(const char *list, int i)
+{
+	char msg[512];
+	struct result r;
+
+	snprintf(msg, sizeof(msg), "From: sender@example.net\n"
+	    "To: %s@example.org\nSubject: msg-%04d\n"
+	    "Message-ID: <%d@example.net>\n\nbody of msg-%04d\n.leading dot\n",
+	    list, i, i, i);
+	cr_assert_eq(run_simple("post", list, msg, strlen(msg), &r), 0,
+	    "enqueue %d: %s", i, r.err);
+}
+
+struct want {
+	struct sink	*s;
+	size_t		 copies;	/* recipients summed over transactions */
+};
+
+static size_t
+copies(const struct sink *s)
+{
+	struct txn *t;
+	size_t n = sink_load(s, &t), i, c = 0;
+
+	for (i = 0; i < n; i++)
+		c += t[i].nrcpt;
+	txns_free(t, n);
+	return c;
+}
+
+static bool
+have_copies(void *arg)
+{
+	struct want *w = arg;
+
+	return copies(w->s) >= w->copies;
+}
+
+static bool
+queue_empty(void *arg)
+{
+	(void)arg;
+	return queue_count(NULL, 0) == 0;
+}
+
+/*
+ * Counts copies per (message, recipient) from the sink's records:
+ * count[i * members + m] for msg-i to member m.
+ */
+static unsigned int *
+tally(const struct sink *s, int msgs, int members)
+{
+	unsigned int *count = calloc((size_t)(msgs * members), sizeof(*count));
+	struct txn *t;
+	size_t n = sink_load(s, &t), i, k;
+	int msg, m;
+	char *p;
+
+	for (i = 0; i < n; i++) {
+		cr_assert_not_null(p = strstr(t[i].data, "Subject: msg-"));
+		msg = atoi(p + 13);
+		cr_assert(msg >= 0 && msg < msgs, "unknown message %d", msg);
+		for (k = 0; k < t[i].nrcpt; k++) {
+			cr_assert_eq(sscanf(t[i].rcpt[k], "<m%d@", &m), 1, "%s",
+			    t[i].rcpt[k]);
+			cr_assert(m >= 0 && m < members);
+			count[msg * members + m]++;
+		}
+	}
+	txns_free(t, n);
+	return count;
+}
+
+static void
+assert_each_once(const struct sink *s, int msgs, int members)
+{
+	unsigned int *count = tally(s, msgs, members);
+	int i;
+
+	for (i = 0; i < msgs * members; i++)
+		cr_assert_eq(count[i], 1, "msg-%04d to m%d arrived %u times",
+		    i / members, i % members, count[i]);
+	free(count);
+}
+
+static void
+deliver_all(int msgs, int members)
+{
+	struct want w = { &S, (size_t)(msgs * members) };
+
+	cr_assert(wait_until(have_copies, &w, WAIT_MS), "only %zu of %zu "
+	    "copies arrived", copies(&S), w.copies);
+	cr_assert(wait_until(queue_empty, NULL, WAIT_MS), "%zu entries left",
+	    queue_count(NULL, 0));
+}
+
+Test(listqd, each_recipient_exactly_once, .init = setup, .fini = teardown,
+    .timeout = 120)
+{
+	make_list("alpha", 10);
+	sink_start(&S, NULL, 0);
+	daemon_config(&D, S.port, NULL);
+	daemon_start(&D, 2);
+	for (int i = 0; i < 20; i++)
+		post("alpha", i);
+	deliver_all(20, 10);
+	assert_each_once(&S, 20, 10);
+	cr_assert_eq(daemon_stop(&D), 0);
+	cr_assert_eq(log_count(&D, "status=sent"), 200);
+}
+
+/* The relay gets the spooled message byte for byte plus the list headers. */
+Test(listqd, message_reaches_relay_unchanged, .init = setup,
+    .fini = teardown, .timeout = 60)
+{
+	static const char msg[] = "Return-Path: <x@example.net>\n"
+	    "From: a@example.net\nTo: one@example.net\nTo: two@example.net\n"
+	    "Cc: c@example.net\nCc: d@example.net\nSubject: exact\n\n"
+	    "line\n.dot line\n..two dots\n\ttab\nlast line without newline";
+	static const char added[] = "List-Id: <beta.example.org>\r\n"
+	    "List-Post: <mailto:beta@example.org>\r\n"
+	    "List-Owner: <mailto:beta-owner@example.org>\r\n"
+	    "X-Loop: beta@example.org\r\n";
+	char want[2048], *p = want;
+	struct result r;
+	struct txn *t;
+	size_t i, n;
+
+	make_list("beta", 1);
+	sink_start(&S, NULL, 0);
+	daemon_config(&D, S.port, NULL);
+	daemon_start(&D, 1);
+	cr_assert_eq(run_simple("post", "beta", msg, strlen(msg), &r), 0);
+	deliver_all(1, 1);
+	p += snprintf(want, sizeof(want), "%s", added);
+	for (i = 0; msg[i] != '\0'; i++) {
+		if (msg[i] == '\n')
+			*p++ = '\r';
+		*p++ = msg[i];
+	}
+	p += sprintf(p, "\r\n");
+	n = sink_load(&S, &t);
+	cr_assert_eq(n, 1);
+	cr_assert_str_eq(t[0].from, "<beta-bounces@example.org>");
+	cr_assert_eq(t[0].len, (size_t)(p - want), "got %zu bytes, want %zu:"
+	    "\n%s", t[0].len, (size_t)(p - want), t[0].data);
+	cr_assert_eq(memcmp(t[0].data, want, t[0].len), 0, "got:\n%s",
+	    t[0].data);
+	txns_free(t, n);
+}
+
+static bool
+worker_lines_seen(void *arg)
+{
+	return log_count(arg, "status=sent") >= 40;
+}
+
+/* With 4 workers each entry is delivered by the owner of its bucket. */
+Test(listqd, owner_worker_delivers, .init = setup, .fini = teardown,
+    .timeout = 60)
+{
+	char *log, *line, *save, id[QID_SIZE];
+	unsigned int w, checked = 0;
+
+	make_list("gamma", 1);
+	sink_start(&S, NULL, 0);
+	daemon_config(&D, S.port, NULL);
+	daemon_start(&D, 4);
+	for (int i = 0; i < 40; i++)
+		post("gamma", i);
+	deliver_all(40, 1);
+	cr_assert(wait_until(worker_lines_seen, &D, WAIT_MS));
+	log = daemon_log(&D);
+	for (line = strtok_r(log, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save)) {
+		if (strstr(line, "status=sent") == NULL)
+			continue;
+		cr_assert_eq(sscanf(line, "listqd/worker%u: %18[0-9A-Za-z]: ",
+		    &w, id), 2, "%s", line);
+		cr_assert_eq(qid_bucket_owner(qid_bucket(id), 4), w,
+		    "%s (bucket %02x) delivered by worker %u", id,
+		    qid_bucket(id), w);
+		checked++;
+	}
+	free(log);
+	cr_assert_eq(checked, 40);
+}
+
+Test(listqd, second_daemon_refused, .init = setup, .fini = teardown,
+    .timeout = 60)
+{
+	char err[4096], want[64];
+
+	sink_start(&S, NULL, 0);
+	daemon_config(&D, S.port, NULL);
+	daemon_start(&D, 1);
+	cr_assert_eq(daemon_run_once(D.conf, 1, err, sizeof(err)), 75, "%s",
+	    err);
+	snprintf(want, sizeof(want), "in use by pid %ld", (long)D.pid);
+	cr_assert_not_null(strstr(err, want), "%s", err);
+}
+
+Test(listqd, bad_config_refused, .init = setup, .fini = teardown,
+    .timeout = 60)
+{
+	char err[4096];
+
+	daemon_config(&D, 25, "max_backoff = 1h\nfrobnicate = yes\n");
+	cr_assert_eq(daemon_run_once(D.conf, 1, err, sizeof(err)), 78, "%s",
+	    err);
+	cr_assert_not_null(strstr(err, ".conf:10: frobnicate: unknown key"),
+	    "%s", err);
+	daemon_config(&D, 25, "min_backoff = soon\n");
+	cr_assert_eq(daemon_run_once(D.conf, 1, err, sizeof(err)), 78);
+	cr_assert_not_null(strstr(err, ":9: min_backoff: not a duration"),
+	    "%s", err);
+}
+
+/* 3 of 10 get 451 once: the 7 receive once, the 3 on the retry. */
+Test(listqd, partial_451_retried_without_duplicates, .init = setup,
+    .fini = teardown, .timeout = 60)
+{
+	make_list("delta", 10);
+	sink_start(&S, "rcpt-once m[123]@members.example 451 4.3.0 later\n", 0);
+	daemon_config(&D, S.port, NULL);
+	daemon_start(&D, 1);
+	post("delta", 0);
+	deliver_all(1, 10);
+	assert_each_once(&S, 1, 10);
+	cr_assert_eq(log_count(&D, "status=deferred"), 3);
+	cr_assert_eq(log_count(&D, "status=sent"), 10);
+}
+
+/* Mixed 550/451/250 in one transaction, each handled per recipient. */
+Test(listqd, permanent_failures_held_not_retried, .init = setup,
+    .fini = teardown, .timeout = 60)
+{
+	char held[1024];
+	struct dirent *de;
+	size_t files = 0;
+	DIR *d;
+
+	make_list("eps", 6);
+	sink_start(&S, "rcpt m[01]@members.example 550 5.1.1 no such user\n"
+	    "rcpt-once m2@members.example 451 4.2.0 busy\n", 0);
+	daemon_config(&D, S.port, NULL);
+	daemon_start(&D, 1);
+	post("eps", 0);
+	{
+		struct want w = { &S, 4 };
+
+		cr_assert(wait_until(have_copies, &w, WAIT_MS));
+	}
+	cr_assert(wait_until(queue_empty, NULL, WAIT_MS));
+	cr_assert_eq(daemon_stop(&D), 0);
+	cr_assert_eq(copies(&S), 4);
+	cr_assert_eq(log_count(&D, "status=failed (550 5.1.1 no such user)"),
+	    2, "each 550 logged once, never retried");
+	cr_assert_eq(log_count(&D, "status=deferred"), 1);
+	cr_assert_eq(log_count(&D, "moved to hold/: 2 recipients failed"), 1);
+	snprintf(held, sizeof(held), "%s/hold", T.spool);
+	cr_assert_not_null(d = opendir(held));
+	while ((de = readdir(d)) != NULL)
+		files += de->d_name[0] != '.';
+	closedir(d);
+	cr_assert_eq(files, 2, "hold/ must keep the message and its state");
+}
+
+/* 421 at DATA and a connection dropped mid-DATA: retried, nothing lost. */
+Test(listqd, dropped_connections_retried, .init = setup, .fini = teardown,
+    .timeout = 60)
+{
+	make_list("zeta", 3);
+	sink_start(&S, "close-once DATA 421\ndrop-once DATA 40\n", 0);
+	daemon_config(&D, S.port, NULL);
+	daemon_start(&D, 1);
+	for (int i = 0; i < 4; i++)
+		post("zeta", i);
+	deliver_all(4, 3);
+	assert_each_once(&S, 4, 3);
+}

@@ -1,0 +1,664 @@
+/*
+ * Delivery of due entries: expand, send, record, finish.
+ *
+ * For each entry of a batch: parse its header (an entry that cannot be
+ * parsed goes to corrupt/), load its state or take the recipient snapshot
+ * (post -> members, owner and bounces -> owners), send every recipient
+ * still to be done in transactions of at most max_rcpts_per_transaction,
+ * all entries of the batch in one SMTP session, then record each
+ * recipient's outcome and log it.  An entry whose recipients are all
+ * done leaves the spool (message first, then state); one with failed
+ * recipients moves to hold/ with its state until DSNs exist; otherwise
+ * its state is rewritten with the next attempt time.
+ *
+ * Invariants: a recipient is sent again only if its last transaction did
+ * not end with 2xx (invariant 4: the state is saved after every session
+ * before the entry is looked at again); nothing leaves the spool without
+ * a log line (invariants 5 and 7); message bodies are streamed from the
+ * spool file by smtp.c, never held in memory (invariant 8).
+ */
+#include <sys/stat.h>
+#include <sys/time.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "deliver.h"
+#include "entry.h"
+#include "list.h"
+#include "log.h"
+#include "settings.h"
+#include "smtp.h"
+#include "spool.h"
+#include "state.h"
+
+#define PREPEND_MAX	1024
+#define LOOP_SCAN_MAX	65536	/* header bytes searched for X-Loop */
+
+struct job {
+	struct sched_entry e;
+	int		 bucketfd;
+	struct entry_header h;
+	size_t		 body;		/* offset of the message in the file */
+	struct state	 st;
+	char		 prepend[PREPEND_MAX];
+	size_t		 first, count;	/* its transactions in the session */
+	int		 skip;		/* nothing to send this time */
+};
+
+struct session {
+	struct smtp_msg	*msgs;
+	size_t		 n, cap;
+	char		 relay[128];
+};
+
+static double
+now_f(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+/* Moves an entry and its state into hold/ or corrupt/, logged. */
+static void
+move_aside(struct worker *w, struct job *j, int todir, const char *where,
+    const char *why)
+{
+	char st[QID_SIZE + sizeof(STATE_SUFFIX)];
+
+	snprintf(st, sizeof(st), "%s%s", j->e.id, STATE_SUFFIX);
+	if (renameat(j->bucketfd, j->e.id, todir, j->e.id) == -1) {
+		log_msg(LOG_ERR, j->e.id, "cannot move to %s/: %s; left in "
+		    "place", where, strerror(errno));
+		j->e.next = time(NULL) + w->ctx->cfg.max_backoff;
+		return;
+	}
+	if (renameat(j->bucketfd, st, todir, st) == -1 && errno != ENOENT)
+		log_msg(LOG_ERR, j->e.id, "moving state to %s/: %s", where,
+		    strerror(errno));
+	fsync(todir);
+	fsync(j->bucketfd);
+	log_msg(LOG_WARNING, j->e.id, "moved to %s/: %s", where, why);
+	j->skip = 2;
+}
+
+/* Reads and parses the entry header; -1 with a reason if unusable. */
+static int
+read_header(struct job *j, int fd, const char **why)
+{
+	char buf[ENTRY_HEADER_MAX];
+	ssize_t n = pread(fd, buf, sizeof(buf), 0);
+
+	if (n < 0) {
+		*why = strerror(errno);
+		return -1;
+	}
+	if (entry_header_parse(buf, (size_t)n, &j->h, &j->body, why) == -1)
+		return -1;
+	if (strcmp(j->h.id, j->e.id) != 0) {
+		*why = "header id differs from the file name";
+		return -1;
+	}
+	return 0;
+}
+
+/* Does the message's header carry "X-Loop: <address>"? */
+static int
+has_loop(int fd, size_t body, const char *address)
+{
+	char *buf = malloc(LOOP_SCAN_MAX + 1), *line, *end;
+	size_t alen = strlen(address);
+	ssize_t n;
+	int found = 0;
+
+	if (buf == NULL || (n = pread(fd, buf, LOOP_SCAN_MAX, (off_t)body)) <
+	    0) {
+		free(buf);
+		return 0;
+	}
+	buf[n] = '\0';
+	for (line = buf; !found && *line != '\0' && *line != '\n';
+	    line = end + 1) {
+		if ((end = strchr(line, '\n')) == NULL)
+			break;
+		if (strncasecmp(line, "X-Loop:", 7) == 0) {
+			char *v = line + 7;
+
+			while (*v == ' ' || *v == '\t')
+				v++;
+			found = strncasecmp(v, address, alen) == 0 &&
+			    (v[alen] == '\n' || v[alen] == '\r' ||
+			    v[alen] == ' ');
+		}
+	}
+	free(buf);
+	return found;
+}
+
+static void
+make_prepend(struct job *j, const struct list_conf *lc)
+{
+	const char *domain = address_domain(lc->address);
+
+	snprintf(j->prepend, sizeof(j->prepend),
+	    "List-Id: <%s.%s>\nList-Post: <mailto:%s>\n"
+	    "List-Owner: <mailto:%s-owner@%s>\nX-Loop: %s\n",
+	    lc->name, domain, lc->address, lc->name, domain, lc->address);
+}
+
+/* The recipient snapshot, taken once per entry. */
+static int
+expand(struct job *j, int fd, const struct list_conf *lc, const char **why)
+{
+	static char err[512];
+	const char *file = strcmp(j->h.command, "post") == 0 ? "members" :
+	    "owners";
+	struct addr_list al;
+	size_t i, bad;
+
+	if (strcmp(file, "members") == 0 && has_loop(fd, j->body,
+	    lc->address)) {
+		log_msg(LOG_WARNING, j->e.id, "post already carries X-Loop: %s;"
+		    " sent to the owners instead of the members", lc->address);
+		file = "owners";
+	}
+	if (list_addresses(LISTDIR, lc->name, file, &al, &bad, err,
+	    sizeof(err)) == -1) {
+		*why = err;
+		return -1;
+	}
+	if (bad > 0)
+		log_msg(LOG_WARNING, j->e.id, "list %s: %zu invalid address "
+		    "lines in %s skipped", lc->name, bad, file);
+	snprintf(j->st.sender, sizeof(j->st.sender), "%s-bounces@%s",
+	    lc->name, address_domain(lc->address));
+	for (i = 0; i < al.n; i++)
+		if (state_add_rcpt(&j->st, al.v[i]) == -1) {
+			addr_list_free(&al);
+			*why = "out of memory";
+			return -1;
+		}
+	addr_list_free(&al);
+	log_msg(LOG_INFO, j->e.id, "list=%s, command=%s, from=<%s>, nrcpt=%zu",
+	    lc->name, j->h.command, j->st.sender, j->st.n);
+	return 0;
+}
+
+/*
+ * A state with no recipient and no attempt only counts crashes: its
+ * snapshot is still to be taken.
+ */
+static int
+expanded(const struct state *st)
+{
+	return st->n > 0 || st->attempts > 0;
+}
+
+/* Loads the state or takes the snapshot; -1: nothing to send now. */
+static int
+load_state(struct worker *w, struct job *j, int fd)
+{
+	static char err[512];
+	struct list_conf lc;
+	const char *why = NULL;
+	unsigned int crashes = 0;
+
+	if (list_conf_load(LISTDIR, j->h.list, &lc, err, sizeof(err)) == -1) {
+		move_aside(w, j, w->holdfd, SPOOL_HOLD, err);
+		return -1;
+	}
+	make_prepend(j, &lc);
+	if (state_load(j->bucketfd, j->e.id, &j->st, &why) == 0) {
+		if (expanded(&j->st))
+			return 0;
+		crashes = j->st.crashes;
+		state_free(&j->st);
+	} else if (errno == EINVAL) {
+		move_aside(w, j, w->corruptfd, SPOOL_CORRUPT, why);
+		return -1;
+	} else if (errno != ENOENT) {
+		log_msg(LOG_ERR, j->e.id, "reading state: %s; retry later",
+		    strerror(errno));
+		j->e.next = time(NULL) + w->ctx->cfg.min_backoff;
+		return -1;
+	}
+	if (expand(j, fd, &lc, &why) == -1) {
+		move_aside(w, j, w->holdfd, SPOOL_HOLD, why);
+		return -1;
+	}
+	j->st.crashes = crashes;
+	return 0;
+}
+
+static int
+open_entry(struct job *j)
+{
+	return openat(j->bucketfd, j->e.id, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+/*
+ * Opens, parses and loads an entry.  Returns 0 when it has recipients to
+ * send now; otherwise it was rescheduled, moved aside or is done.
+ */
+static int
+prepare(struct worker *w, struct job *j, time_t now)
+{
+	const char *why;
+	int fd;
+
+	j->bucketfd = w->bucketfd[j->e.bucket];
+	worker_doing(w, "preparing", j->e.id);
+	if ((fd = open_entry(j)) == -1) {
+		if (errno != ENOENT)
+			log_msg(LOG_ERR, j->e.id, "open: %s", strerror(errno));
+		j->skip = 2;	/* gone, or cannot be read: drop from memory */
+		return -1;
+	}
+	if (read_header(j, fd, &why) == -1) {
+		close(fd);
+		move_aside(w, j, w->corruptfd, SPOOL_CORRUPT, why);
+		return -1;
+	}
+	if (load_state(w, j, fd) == -1) {
+		close(fd);
+		if (j->skip == 0)
+			j->skip = 1;
+		return -1;
+	}
+	close(fd);
+	if (!j->e.known && j->st.next_attempt > now) {
+		j->e.next = j->st.next_attempt;
+		j->skip = 1;
+		return -1;
+	}
+	return 0;
+}
+
+/* Seconds until the next attempt: doubling from min to max, +-10%. */
+static time_t
+backoff(const struct config *c, unsigned int attempts)
+{
+	unsigned long d = c->min_backoff;
+	unsigned int i;
+
+	for (i = 1; i < attempts && d < c->max_backoff; i++)
+		d *= 2;
+	if (d > c->max_backoff)
+		d = c->max_backoff;
+	d = d * 9 / 10 + arc4random_uniform((uint32_t)(d / 5 + 1));
+	return (time_t)(d == 0 ? 1 : d);
+}
+
+static void
+log_rcpt(const struct job *j, const struct rcpt_status *r, const char *relay,
+    double now)
+{
+	double delay = now - (double)j->h.arrival_sec -
+	    (double)j->h.arrival_usec / 1e6;
+
+	log_msg(r->st == RCPT_SENT ? LOG_INFO : LOG_WARNING, j->e.id,
+	    "to=<%s>, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)", r->addr,
+	    relay, delay < 0 ? 0 : delay, r->dsn[0] ? r->dsn : "4.0.0",
+	    rcpt_state_name(r->st), r->reply);
+}
+
+/* Recipients past max_queue_lifetime fail without another attempt. */
+static int
+expire(struct job *j, const struct config *c, time_t now)
+{
+	size_t i;
+	int n = 0;
+
+	if (now - j->h.arrival_sec < (time_t)c->max_queue_lifetime)
+		return 0;
+	for (i = 0; i < j->st.n; i++) {
+		if (j->st.r[i].st == RCPT_SENT || j->st.r[i].st == RCPT_FAILED)
+			continue;
+		state_set_rcpt(&j->st.r[i], RCPT_FAILED, j->st.r[i].code,
+		    "4.4.7", "delivery time expired");
+		log_rcpt(j, &j->st.r[i], "none", now_f());
+		n++;
+	}
+	return n;
+}
+
+static struct smtp_msg *
+session_add(struct session *s)
+{
+	struct smtp_msg *m;
+	size_t cap;
+
+	if (s->n == s->cap) {
+		cap = s->cap == 0 ? 16 : s->cap * 2;
+		if ((m = reallocarray(s->msgs, cap, sizeof(*m))) == NULL)
+			return NULL;
+		s->msgs = m;
+		s->cap = cap;
+	}
+	m = &s->msgs[s->n++];
+	memset(m, 0, sizeof(*m));
+	m->fd = -1;
+	return m;
+}
+
+/* One transaction per chunk of recipients still to be done. */
+static int
+add_transactions(struct session *s, struct job *j, size_t max_rcpts)
+{
+	struct smtp_msg *m = NULL;
+	size_t i;
+
+	j->first = s->n;
+	for (i = 0; i < j->st.n; i++) {
+		if (j->st.r[i].st == RCPT_SENT || j->st.r[i].st == RCPT_FAILED)
+			continue;
+		if (m == NULL || m->nrcpts == max_rcpts) {
+			if ((m = session_add(s)) == NULL ||
+			    (m->rcpts = calloc(max_rcpts, sizeof(*m->rcpts))) ==
+			    NULL || (m->fd = open_entry(j)) == -1 ||
+			    lseek(m->fd, (off_t)j->body, SEEK_SET) == -1)
+				return -1;
+			m->sender = j->st.sender;
+			m->prepend = j->prepend;
+		}
+		m->rcpts[m->nrcpts++].addr = j->st.r[i].addr;
+	}
+	j->count = s->n - j->first;
+	return 0;
+}
+
+static void
+session_free(struct session *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->n; i++) {
+		if (s->msgs[i].fd != -1)
+			close(s->msgs[i].fd);
+		free(s->msgs[i].rcpts);
+	}
+	free(s->msgs);
+	memset(s, 0, sizeof(*s));
+}
+
+/*
+ * Tries the relays of smarthost in order until one holds a session.
+ * Returns 0 when a session ran, -1 when none could be reached.
+ */
+static int
+run_session(struct worker *w, struct session *s)
+{
+	const struct config *c = &w->ctx->cfg;
+	char list[CONFIG_STR_MAX], *p = list, *item, *colon;
+	struct smtp_relay r;
+
+	strlcpy(list, c->smarthost, sizeof(list));
+	while ((item = strsep(&p, ",")) != NULL) {
+		while (*item == ' ')
+			item++;
+		if (*item == '\0')
+			continue;
+		memset(&r, 0, sizeof(r));
+		r.host = item;
+		if ((colon = strrchr(item, ':')) != NULL) {
+			*colon = '\0';
+			r.port = colon + 1;
+		}
+		r.connect_timeout = (int)c->connect_timeout;
+		r.cmd_timeout = (int)c->command_timeout;
+		r.data_timeout = (int)c->data_timeout;
+		r.helo = c->helo_name;
+		if (smtp_deliver(&r, s->msgs, s->n, s->relay,
+		    sizeof(s->relay)) == 0)
+			return 0;
+		log_msg(LOG_WARNING, NULL, "relay %s:%s: %s", r.host,
+		    r.port != NULL ? r.port : "25", s->msgs[0].reply);
+	}
+	return -1;
+}
+
+/* Copies the outcome of each recipient of j's transactions into its state. */
+static void
+record(struct job *j, const struct session *s, double now)
+{
+	const struct smtp_msg *m;
+	struct rcpt_status *r;
+	size_t t, k, i = 0;
+	enum rcpt_state st;
+
+	for (t = j->first; t < j->first + j->count; t++) {
+		m = &s->msgs[t];
+		for (k = 0; k < m->nrcpts; k++) {
+			while (i < j->st.n && j->st.r[i].addr != m->rcpts[k].addr)
+				i++;
+			if (i == j->st.n)
+				return;
+			r = &j->st.r[i];
+			st = m->rcpts[k].status == 2 ? RCPT_SENT :
+			    m->rcpts[k].status == 5 ? RCPT_FAILED : RCPT_DEFERRED;
+			state_set_rcpt(r, st, m->rcpts[k].code,
+			    m->rcpts[k].enh, m->rcpts[k].reply);
+			log_rcpt(j, r, s->relay, now);
+		}
+	}
+}
+
+static void
+remove_entry(struct worker *w, struct job *j, unsigned char *dirty)
+{
+	char st[QID_SIZE + sizeof(STATE_SUFFIX)];
+
+	snprintf(st, sizeof(st), "%s%s", j->e.id, STATE_SUFFIX);
+	if (unlinkat(j->bucketfd, j->e.id, 0) == -1) {
+		log_msg(LOG_ERR, j->e.id, "cannot remove delivered entry: %s",
+		    strerror(errno));
+		j->e.next = time(NULL) + w->ctx->cfg.max_backoff;
+		return;
+	}
+	if (unlinkat(j->bucketfd, st, 0) == -1 && errno != ENOENT)
+		log_msg(LOG_ERR, j->e.id, "removing state: %s", strerror(errno));
+	dirty[j->e.bucket] = 1;
+	log_msg(LOG_INFO, j->e.id, "removed");
+	j->skip = 2;
+}
+
+/* After an attempt: leave, move to hold/, or save and reschedule. */
+static void
+finish(struct worker *w, struct job *j, time_t now, unsigned char *dirty)
+{
+	size_t i, todo = 0, failed = 0;
+	char why[64];
+
+	for (i = 0; i < j->st.n; i++) {
+		todo += j->st.r[i].st == RCPT_PENDING ||
+		    j->st.r[i].st == RCPT_DEFERRED;
+		failed += j->st.r[i].st == RCPT_FAILED;
+	}
+	if (todo == 0 && failed == 0) {
+		remove_entry(w, j, dirty);
+		return;
+	}
+	if (todo == 0)
+		j->st.next_attempt = 0;
+	else
+		j->st.next_attempt = now + backoff(&w->ctx->cfg,
+		    j->st.attempts);
+	if (state_save(j->bucketfd, j->e.id, &j->st) == -1) {
+		log_msg(LOG_ERR, j->e.id, "saving state: %s", strerror(errno));
+		j->e.next = now + w->ctx->cfg.min_backoff;
+		return;
+	}
+	if (todo == 0) {
+		snprintf(why, sizeof(why), "%zu recipient%s failed", failed,
+		    failed == 1 ? "" : "s");
+		move_aside(w, j, w->holdfd, SPOOL_HOLD, why);
+		return;
+	}
+	j->e.next = j->st.next_attempt;
+	j->e.known = 1;
+}
+
+/* All relays down: keep every entry as it was and back the worker off. */
+static void
+relays_down(struct worker *w, struct job *jobs, size_t n,
+    const struct session *s)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (jobs[i].skip == 0 && jobs[i].st.attempts == 0 &&
+		    state_save(jobs[i].bucketfd, jobs[i].e.id, &jobs[i].st) ==
+		    -1)
+			log_msg(LOG_ERR, jobs[i].e.id, "saving state: %s",
+			    strerror(errno));
+	w->relay_retry_at = time(NULL) + w->ctx->cfg.smarthost_backoff;
+	log_msg(LOG_WARNING, NULL, "no relay reachable (%s); worker %u "
+	    "waits %u s", s->n > 0 ? s->msgs[0].reply : "", w->ctx->index,
+	    w->ctx->cfg.smarthost_backoff);
+}
+
+/* Writes back what changed about each job to the schedule. */
+static void
+update_schedule(struct worker *w, struct job *jobs, size_t n)
+{
+	struct sched_entry *e;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		e = sched_find(&w->sched, jobs[i].e.bucket, jobs[i].e.id);
+		if (e == NULL)
+			continue;
+		if (jobs[i].skip == 2)
+			sched_remove(&w->sched, e);
+		else {
+			e->next = jobs[i].e.next;
+			e->known = jobs[i].e.known;
+		}
+	}
+}
+
+static void
+sync_dirty(struct worker *w, const unsigned char *dirty)
+{
+	unsigned int b;
+
+	for (b = 0; b < QID_BUCKETS; b++)
+		if (dirty[b] && fsync(w->bucketfd[b]) == -1)
+			log_msg(LOG_ERR, NULL, "fsync bucket %02x: %s", b,
+			    strerror(errno));
+}
+
+/* Prepares every due entry and queues its transactions. */
+static size_t
+prepare_all(struct worker *w, struct job *jobs, size_t n,
+    struct session *s, unsigned char *dirty)
+{
+	time_t now = time(NULL);
+	size_t i, ready = 0;
+
+	for (i = 0; i < n; i++) {
+		if (prepare(w, &jobs[i], now) == -1)
+			continue;
+		if (expire(&jobs[i], &w->ctx->cfg, now) > 0) {
+			jobs[i].st.attempts++;
+			finish(w, &jobs[i], now, dirty);
+			continue;
+		}
+		if (add_transactions(s, &jobs[i],
+		    w->ctx->cfg.max_rcpts_per_transaction) == -1) {
+			log_msg(LOG_ERR, jobs[i].e.id, "preparing the "
+			    "transactions: %s", strerror(errno));
+			jobs[i].e.next = now + w->ctx->cfg.min_backoff;
+			jobs[i].skip = 1;
+			continue;
+		}
+		if (jobs[i].count == 0)
+			finish(w, &jobs[i], now, dirty);
+		else
+			ready++;
+	}
+	return ready;
+}
+
+void
+deliver_batch(struct worker *w, const struct sched_entry *due, size_t n)
+{
+	struct job *jobs = calloc(n, sizeof(*jobs));
+	unsigned char dirty[QID_BUCKETS] = { 0 };
+	struct session s;
+	time_t now;
+	size_t i;
+
+	if (jobs == NULL) {
+		log_msg(LOG_ERR, NULL, "worker: out of memory");
+		return;
+	}
+	memset(&s, 0, sizeof(s));
+	for (i = 0; i < n; i++)
+		jobs[i].e = due[i];
+	if (prepare_all(w, jobs, n, &s, dirty) > 0) {
+		worker_doing(w, "delivering", jobs[0].e.id);
+		if (run_session(w, &s) == -1)
+			relays_down(w, jobs, n, &s);
+		else {
+			now = time(NULL);
+			for (i = 0; i < n; i++)
+				if (jobs[i].skip == 0 && jobs[i].count > 0) {
+					jobs[i].st.attempts++;
+					if (jobs[i].st.first_attempt == 0)
+						jobs[i].st.first_attempt = now;
+					record(&jobs[i], &s, now_f());
+					finish(w, &jobs[i], now, dirty);
+				}
+		}
+	}
+	sync_dirty(w, dirty);
+	update_schedule(w, jobs, n);
+	for (i = 0; i < n; i++)
+		state_free(&jobs[i].st);
+	session_free(&s);
+	free(jobs);
+}
+
+/*
+ * The previous owner of this slice died delivering id.  Count it in the
+ * entry's state; at POISON_CRASHES the entry goes to corrupt/, so that one
+ * message cannot crash-loop a slice.
+ */
+void
+deliver_note_crash(struct worker *w, const char *id)
+{
+	struct job j;
+	const char *why = NULL;
+	struct stat sb;
+
+	memset(&j, 0, sizeof(j));
+	if (!qid_valid(id) || !worker_owns(w, qid_bucket(id)))
+		return;
+	memcpy(j.e.id, id, QID_SIZE);
+	j.e.bucket = (unsigned short)qid_bucket(id);
+	j.bucketfd = w->bucketfd[j.e.bucket];
+	if (fstatat(j.bucketfd, id, &sb, AT_SYMLINK_NOFOLLOW) == -1)
+		return;		/* already delivered or moved */
+	if (state_load(j.bucketfd, id, &j.st, &why) == -1 && errno != ENOENT) {
+		move_aside(w, &j, w->corruptfd, SPOOL_CORRUPT, why != NULL ?
+		    why : strerror(errno));
+		return;
+	}
+	j.st.crashes++;
+	log_msg(LOG_ERR, id, "the worker delivering this entry died "
+	    "(%u time%s)", j.st.crashes, j.st.crashes == 1 ? "" : "s");
+	if (j.st.crashes >= POISON_CRASHES)
+		move_aside(w, &j, w->corruptfd, SPOOL_CORRUPT, "it crashed its "
+		    "worker " "3 times");
+	else if (state_save(j.bucketfd, id, &j.st) == -1)
+		log_msg(LOG_ERR, id, "saving state: %s", strerror(errno));
+	state_free(&j.st);
+}

@@ -1,0 +1,133 @@
+/*
+ * listqd: the delivery daemon of listq.
+ *
+ *	listqd [-f CONFIG] [-n WORKERS] [-F]
+ *
+ * Reads the configuration (a bad one is refused, naming file, line and
+ * key), becomes the service user when started as root, checks the spool,
+ * takes the spool's pidfile lock (one daemon per spool: a second one
+ * exits 75 naming the first) and runs the master (master.c) in the
+ * foreground under systemd (Type=notify) or with -F, which also copies
+ * every log line to stderr; otherwise it detaches.
+ */
+#include <sys/prctl.h>
+
+#include <err.h>
+#include <errno.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include <bsd/libutil.h>
+
+#include "config.h"
+#include "log.h"
+#include "master.h"
+#include "settings.h"
+#include "spool.h"
+
+static void __attribute__((noreturn))
+usage(void)
+{
+	fprintf(stderr, "usage: listqd [-f CONFIG] [-n WORKERS] [-F]\n");
+	exit(EX_USAGE);
+}
+
+/* Started as root (by hand or an init script): become the service. */
+static void
+become_service(void)
+{
+	gid_t gid = LISTQ_GID;
+
+	if (geteuid() == LISTQ_UID)
+		return;
+	if (geteuid() != 0)
+		log_exit(EX_NOPERM, NULL, "must run as uid %d (%s) or root, "
+		    "not uid %lu", LISTQ_UID, LISTQ_USER,
+		    (unsigned long)geteuid());
+	if (setgroups(1, &gid) == -1 || setresgid(gid, gid, gid) == -1 ||
+	    setresuid(LISTQ_UID, LISTQ_UID, LISTQ_UID) == -1)
+		log_exit(EX_OSERR, NULL, "cannot become uid:gid %d:%d: %s",
+		    LISTQ_UID, LISTQ_GID, strerror(errno));
+}
+
+static void
+load_config(const char *path, int explicit, struct config *c, long workers)
+{
+	char err[512];
+
+	config_defaults(c);
+	if (config_load(path, !explicit, c, err, sizeof(err)) == -1)
+		log_exit(EX_CONFIG, NULL, "configuration refused: %s", err);
+	if (workers != 0)
+		c->workers = (unsigned int)workers;
+}
+
+static struct pidfh *
+lock_spool(void)
+{
+	char path[1024];
+	struct pidfh *pfh;
+	pid_t other = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", SPOOLDIR, SPOOL_PIDFILE);
+	if ((pfh = pidfile_open(path, 0600, &other)) != NULL)
+		return pfh;
+	if (errno == EEXIST)
+		log_exit(EX_TEMPFAIL, NULL, "spool %s is in use by pid %ld "
+		    "(another listqd, or listq acting on a stopped daemon)",
+		    SPOOLDIR, (long)other);
+	log_exit(EX_TEMPFAIL, NULL, "pidfile %s: %s", path, strerror(errno));
+}
+
+int
+main(int argc, char *argv[])
+{
+	const char *config_path = SYSCONFDIR "/" CONFIG_FILE;
+	int c, explicit = 0, foreground = 0;
+	struct pidfh *pfh;
+	struct config cfg;
+	char why[512];
+	long workers = 0;
+
+	setproctitle_init(argc, argv, environ);
+	while ((c = getopt(argc, argv, "f:n:F")) != -1) {
+		switch (c) {
+		case 'f':
+			config_path = optarg;
+			explicit = 1;
+			break;
+		case 'n':
+			workers = strtol(optarg, NULL, 10);
+			if (workers < 1 || workers > 256)
+				errx(EX_USAGE, "-n: 1 to 256 workers");
+			break;
+		case 'F':
+			foreground = 1;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+	log_init("listqd", foreground ? LOG_ALSO_STDERR : LOG_ERRORS_STDERR);
+	load_config(config_path, explicit, &cfg, workers);
+	become_service();
+	if (spool_check(SPOOLDIR, LISTQ_UID, LISTQ_GID, why, sizeof(why)) == -1)
+		log_exit(EX_TEMPFAIL, NULL, "spool: %s", why);
+	pfh = lock_spool();
+	if (!foreground && getenv("NOTIFY_SOCKET") == NULL &&
+	    daemon(0, 0) == -1)
+		log_exit(EX_OSERR, NULL, "daemon: %s", strerror(errno));
+	if (pidfile_write(pfh) == -1)
+		log_exit(EX_TEMPFAIL, NULL, "pidfile: %s", strerror(errno));
+	if (!foreground)
+		log_init("listqd", 0);
+	c = master_run(config_path, &cfg, foreground);
+	pidfile_remove(pfh);
+	return c;
+}

@@ -1,0 +1,98 @@
+/*
+ * smtp.h -- the SMTP delivery layer of listqd, on top of libESMTP.
+ *
+ * One call sends a batch of messages over one SMTP session to the
+ * smarthost and reports, for every message and every recipient, what
+ * the server answered.  The bytes the server receives are the spooled
+ * message, LF turned into CRLF, with only the prepend lines added in
+ * front: libESMTP's own header rewriting (added Date:, From:,
+ * Message-Id:, dropped Return-Path: and repeated To:/Cc:) is bypassed,
+ * see smtp.c.
+ *
+ * The executable must be linked with worker/sockopt.c and libesmtp
+ * (pkg-config libesmtp-1.0), dynamically: smtp_deliver() refuses to run
+ * (-1, ENOSYS, every message deferred) if the socket hooks of sockopt.c
+ * are not in effect, since without them the byte-exact transfer cannot
+ * be guaranteed.
+ *
+ * Outcome of a recipient (struct smtp_rcpt.status):
+ *   0  not looked at (only before the call)
+ *   2  delivered: the server accepted the message for it
+ *   4  deferred: retry later (4xx, 552 to RCPT as RFC 5321 says, lost
+ *      connection, timeout, 421, local read error)
+ *   5  failed: permanent refusal (5xx other than 552 to RCPT)
+ * code is the SMTP reply code that decided it, 0 when none did (the
+ * recipient was never tried, or the connection was lost or timed out
+ * before the end-of-data reply).  enh is the RFC 3463 status: the
+ * server's if it gave one, else derived from the outcome ("4.4.2" for a
+ * lost connection, "4.4.1" for no connection, "2.0.0", "4.0.0", "5.0.0"
+ * from the code), with class 4 for a 552 to RCPT.  reply is one line
+ * of printable ASCII: "250 2.0.0 Ok: queued as X" or our own text.
+ */
+
+#ifndef LISTQ_SMTP_H
+#define LISTQ_SMTP_H
+
+#include <stddef.h>
+
+#define SMTP_REPLY_MAX	256
+
+struct smtp_rcpt {		/* one envelope recipient */
+	const char	*addr;
+	int		 status;	/* out: 2, 4, 5 as above */
+	int		 code;		/* out: deciding SMTP code, 0 if none */
+	char		 enh[16];	/* out: "2.0.0" etc. */
+	char		 reply[SMTP_REPLY_MAX];	/* out: sanitized */
+};
+
+struct smtp_msg {		/* one message, one transaction */
+	const char	*sender;	/* envelope sender, "" = <> */
+	int		 fd;		/* spool file at the first message byte */
+	const char	*prepend;	/* header lines, each ending in "\n" */
+	struct smtp_rcpt *rcpts;
+	size_t		 nrcpts;
+	int		 status;	/* out: 2 accepted at end of data, 4, 5 */
+	char		 reply[SMTP_REPLY_MAX];	/* out: final reply or error */
+};
+
+/* Timeouts in seconds; 0 takes the default shown. */
+struct smtp_relay {
+	const char	*host;		/* name or IPv4 address (no IPv6 literal) */
+	const char	*port;		/* NULL = "25" */
+	int		 connect_timeout;	/* 30 */
+	int		 cmd_timeout;	/* 300: greeting, EHLO, MAIL, RCPT, DATA */
+	int		 data_timeout;	/* 600: each body write, end of data */
+	const char	*helo;		/* NULL = the node name */
+	unsigned	 flags;		/* SMTP_F_*, 0 in production */
+};
+
+/* Benchmarks and tests only: switch parts off to measure them. */
+#define SMTP_F_NO_NODELAY	0x01	/* no TCP_NODELAY */
+#define SMTP_F_NO_QUICKACK	0x02	/* no TCP_QUICKACK re-arming */
+#define SMTP_F_NATIVE		0x04	/* let libESMTP rewrite headers and
+					   use BDAT: the message is NOT sent
+					   byte for byte */
+
+/*
+ * Send msgs[0..n) over one SMTP session, in order, PIPELINING where the
+ * server offers it.  relay_out receives "host[ip]:port" of the server
+ * that answered, or "none".
+ *
+ * Returns 0 when a session ran: look at each message and recipient
+ * (a message whose every recipient was refused still counts as a
+ * session that ran).  Returns -1 with errno set (ECONNREFUSED,
+ * ETIMEDOUT, EHOSTUNREACH, EPROTO for a refusing greeting or EHLO,
+ * EINVAL for a missing host or an IPv6 literal, ENOSYS if sockopt.c is
+ * not in effect, ENOMEM) when no message could be tried: then every
+ * message and recipient is deferred (status 4) and carries the reason
+ * in reply.  One call at a time per process (see sockopt.h).
+ *
+ * Input that would inject SMTP commands or headers is refused per item:
+ * a recipient address or sender with control characters, '<' or '>'
+ * fails that recipient or message (5); a prepend that is not a list of
+ * header lines defers the message (4).
+ */
+int	smtp_deliver(const struct smtp_relay *, struct smtp_msg *msgs, size_t n,
+	    char *relay_out, size_t relay_len);
+
+#endif
