@@ -61,7 +61,7 @@ DEB_PKGS	= gcc make pkg-config libc6-dev libcap-dev libcap2-bin \
 		  libbsd-dev libesmtp-dev libsystemd-dev libcriterion-dev \
 		  cppcheck util-linux passwd
 
-.PHONY: all wrapper daemon deps check lint test clean FORCE
+.PHONY: all wrapper daemon deps check lint test demo clean FORCE
 
 all: $(BUILD)/listq-wrapper $(BUILD)/listqd $(BUILD)/tests/listq-tests \
      $(BUILD)/tests/listq-sink \
@@ -143,8 +143,12 @@ check: deps
 	@$(MAKE) --no-print-directory all lint
 	@$(MAKE) --no-print-directory test
 
+# End to end on a loopback sink, with a spool under ./demo/.
+demo: deps
+	@tests/demo.sh
+
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) demo
 
 FORCE:
 
