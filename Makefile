@@ -134,7 +134,7 @@ lint:
 	    grep -v '^\s*/\?\*' | wc -l); \
 	echo "wrapper: $$n code lines (limit 400)"; [ $$n -lt 400 ]
 	cppcheck -q --error-exitcode=1 --enable=warning,portability \
-	    --inline-suppr -I common wrapper common
+	    --inline-suppr -I common -I worker wrapper common worker
 
 test: all
 	@tests/run.sh

@@ -289,8 +289,9 @@ run_simple(const char *cmd, const char *list, const void *msg, size_t len,
 	return res->status;
 }
 
+/* Files in path (with entries_only, queue entries: not state files). */
 static size_t
-count_dir(const char *path, char *first, size_t len)
+count_dir(const char *path, bool entries_only, char *first, size_t len)
 {
 	struct dirent *de;
 	size_t n = 0;
@@ -299,7 +300,8 @@ count_dir(const char *path, char *first, size_t len)
 	if ((d = opendir(path)) == NULL)
 		return 0;
 	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.')
+		if (de->d_name[0] == '.' || (entries_only &&
+		    !qid_valid(de->d_name)))
 			continue;
 		if (n++ == 0 && first != NULL)
 			snprintf(first, len, "%s/%s", path, de->d_name);
@@ -319,7 +321,7 @@ queue_count(char *first, size_t len)
 		qid_bucket_name(i, b);
 		snprintf(path, sizeof(path), "%s/%s/%s", T.spool, SPOOL_QUEUE,
 		    b);
-		n += count_dir(path, n == 0 ? first : NULL, len);
+		n += count_dir(path, true, n == 0 ? first : NULL, len);
 	}
 	return n;
 }
@@ -330,7 +332,7 @@ tmp_count(void)
 	char path[1024];
 
 	snprintf(path, sizeof(path), "%s/%s", T.spool, SPOOL_TMP);
-	return count_dir(path, NULL, 0);
+	return count_dir(path, false, NULL, 0);
 }
 
 char *

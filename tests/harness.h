@@ -63,7 +63,7 @@ int	reap_bounded(pid_t pid, int ms);
 int	run_simple(const char *cmd, const char *list, const void *msg,
 	    size_t len, struct result *res);
 
-/* Entries in queue/: their count, and the first one's path. */
+/* Entries in queue/ (state files not counted), and the first one's path. */
 size_t	queue_count(char *first, size_t len);
 size_t	tmp_count(void);
 /* Reads a whole file; *len gets its size.  Caller frees. */

@@ -220,10 +220,11 @@ sleep_ms(struct worker *w, time_t now)
 {
 	time_t until = w->next_rescan, next = sched_next(&w->sched);
 
+	/* With every relay down, nothing is due before the retry. */
+	if (next != 0 && next < w->relay_retry_at)
+		next = w->relay_retry_at;
 	if (next != 0 && next < until)
 		until = next;
-	if (w->relay_retry_at > now && w->relay_retry_at < until)
-		until = w->relay_retry_at;
 	if (until <= now)
 		return 0;
 	return until - now > 3600 ? 3600000 : (int)(until - now) * 1000;
