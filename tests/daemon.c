@@ -117,7 +117,7 @@ write_text(const char *path, const char *text)
 }
 
 void
-sink_start(struct sink *s, const char *rules, int port)
+sink_start(struct sink *s, const char *rules, int port, bool chunking)
 {
 	char portfile[600], rulefile[600], portarg[16], buf[32];
 	const char *sink = getenv("LISTQ_TEST_SINK");
@@ -143,6 +143,8 @@ sink_start(struct sink *s, const char *rules, int port)
 	argv[n++] = portarg;
 	argv[n++] = "-t";
 	argv[n++] = "300";
+	if (chunking)
+		argv[n++] = "-c";
 	if (rules != NULL) {
 		write_text(rulefile, rules);
 		argv[n++] = "-r";

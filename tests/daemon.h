@@ -33,8 +33,11 @@ struct daemon {
 	char	conf[512];
 };
 
-/* Starts the sink; rules may be NULL; port 0 lets the kernel choose. */
-void	sink_start(struct sink *s, const char *rules, int port);
+/*
+ * Starts the sink; rules may be NULL; port 0 lets the kernel choose;
+ * chunking: offer CHUNKING (BDAT), as Postfix's smtpd does.
+ */
+void	sink_start(struct sink *s, const char *rules, int port, bool chunking);
 void	sink_stop(struct sink *s);
 size_t	sink_count(const struct sink *s);
 /* Every recorded transaction, in order; returns how many. */

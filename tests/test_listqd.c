@@ -148,7 +148,7 @@ Test(listqd, each_recipient_exactly_once, .init = setup, .fini = teardown,
     .timeout = 120)
 {
 	make_list("alpha", 10);
-	sink_start(&S, NULL, 0);
+	sink_start(&S, NULL, 0, false);
 	daemon_config(&D, S.port, NULL);
 	daemon_start(&D, 2);
 	for (int i = 0; i < 20; i++)
@@ -177,7 +177,7 @@ Test(listqd, message_reaches_relay_unchanged, .init = setup,
 	size_t i, n;
 
 	make_list("beta", 1);
-	sink_start(&S, NULL, 0);
+	sink_start(&S, NULL, 0, false);
 	daemon_config(&D, S.port, NULL);
 	daemon_start(&D, 1);
 	cr_assert_eq(run_simple("post", "beta", msg, strlen(msg), &r), 0);
@@ -213,7 +213,7 @@ Test(listqd, owner_worker_delivers, .init = setup, .fini = teardown,
 	unsigned int w, checked = 0;
 
 	make_list("gamma", 1);
-	sink_start(&S, NULL, 0);
+	sink_start(&S, NULL, 0, false);
 	daemon_config(&D, S.port, NULL);
 	daemon_start(&D, 4);
 	for (int i = 0; i < 40; i++)
@@ -241,7 +241,7 @@ Test(listqd, second_daemon_refused, .init = setup, .fini = teardown,
 {
 	char err[4096], want[64];
 
-	sink_start(&S, NULL, 0);
+	sink_start(&S, NULL, 0, false);
 	daemon_config(&D, S.port, NULL);
 	daemon_start(&D, 1);
 	cr_assert_eq(daemon_run_once(D.conf, 1, err, sizeof(err)), 75, "%s",
@@ -271,7 +271,7 @@ Test(listqd, partial_451_retried_without_duplicates, .init = setup,
     .fini = teardown, .timeout = 60)
 {
 	make_list("delta", 10);
-	sink_start(&S, "rcpt-once m[123]@members.example 451 4.3.0 later\n", 0);
+	sink_start(&S, "rcpt-once m[123]@members.example 451 4.3.0 later\n", 0, false);
 	daemon_config(&D, S.port, NULL);
 	daemon_start(&D, 1);
 	post("delta", 0);
@@ -292,7 +292,7 @@ Test(listqd, permanent_failures_held_not_retried, .init = setup,
 
 	make_list("eps", 6);
 	sink_start(&S, "rcpt m[01]@members.example 550 5.1.1 no such user\n"
-	    "rcpt-once m2@members.example 451 4.2.0 busy\n", 0);
+	    "rcpt-once m2@members.example 451 4.2.0 busy\n", 0, false);
 	daemon_config(&D, S.port, NULL);
 	daemon_start(&D, 1);
 	post("eps", 0);
@@ -321,7 +321,7 @@ Test(listqd, dropped_connections_retried, .init = setup, .fini = teardown,
     .timeout = 60)
 {
 	make_list("zeta", 3);
-	sink_start(&S, "close-once DATA 421\ndrop-once DATA 40\n", 0);
+	sink_start(&S, "close-once DATA 421\ndrop-once DATA 40\n", 0, false);
 	daemon_config(&D, S.port, NULL);
 	daemon_start(&D, 1);
 	for (int i = 0; i < 4; i++)
@@ -342,7 +342,7 @@ Test(listqd, looping_post_goes_to_owners, .init = setup, .fini = teardown,
 	size_t n;
 
 	make_list("eta", 5);
-	sink_start(&S, NULL, 0);
+	sink_start(&S, NULL, 0, false);
 	daemon_config(&D, S.port, NULL);
 	daemon_start(&D, 1);
 	cr_assert_eq(run_simple("post", "eta", msg, strlen(msg), &r), 0);
@@ -424,7 +424,7 @@ Test(listqd, smarthost_down_then_up, .init = setup, .fini = teardown,
 	    "relay down", used);
 	cr_assert_eq(queue_count(NULL, 0), 5);
 	cr_assert_gt(log_count(&D, "no relay reachable"), 0);
-	sink_start(&S, NULL, port);
+	sink_start(&S, NULL, port, false);
 	deliver_all(5, 2);
 	assert_each_once(&S, 5, 2);
 }
@@ -495,7 +495,7 @@ Test(listqd, worker_killed_mid_transaction, .init = setup,
     .fini = teardown, .timeout = 90)
 {
 	make_list("iota", 5);
-	sink_start(&S, "stall-once DOT 3\n", 0);
+	sink_start(&S, "stall-once DOT 3\n", 0, false);
 	daemon_config(&D, S.port, NULL);
 	daemon_start(&D, 1);
 	for (int i = 0; i < 3; i++)
@@ -531,7 +531,7 @@ Test(listqd, poison_entry_quarantined, .init = setup, .fini = teardown,
     .timeout = 120)
 {
 	make_list("kappa", 1);
-	sink_start(&S, "stall DOT 60\n", 0);
+	sink_start(&S, "stall DOT 60\n", 0, false);
 	daemon_config(&D, S.port, NULL);
 	daemon_start(&D, 1);
 	post("kappa", 0);
@@ -552,7 +552,7 @@ Test(listqd, sigterm_with_backlog, .init = setup, .fini = teardown,
 	size_t left;
 
 	make_list("lambda", 2);
-	sink_start(&S, "stall DOT 0.2\n", 0);
+	sink_start(&S, "stall DOT 0.2\n", 0, false);
 	daemon_config(&D, S.port, "max_messages_per_session = 2\n");
 	for (int i = 0; i < 30; i++)
 		post("lambda", i);
@@ -606,7 +606,7 @@ Test(listqd, concurrent_writers_reload_and_restart, .init = setup,
 	int i;
 
 	make_list("seed", 1);
-	sink_start(&S, NULL, 0);
+	sink_start(&S, NULL, 0, false);
 	daemon_config(&D, S.port, NULL);
 	daemon_start(&D, 4);
 	for (i = 0; i < WRITERS; i++)
@@ -632,4 +632,46 @@ Test(listqd, concurrent_writers_reload_and_restart, .init = setup,
 	cr_assert_eq(log_count(&D, "Permission denied"), 0);
 	cr_assert_eq(log_count(&D, "configuration reloaded"), 1);
 	cr_assert_eq(log_count(&D, "status=sent"), WRITERS * PER_WRITER);
+}
+
+/*
+ * subject_prefix lands at the start of the Subject's value, once; every
+ * session reports TCP_NODELAY read back from its socket, also against a
+ * relay offering CHUNKING (whose BDAT would otherwise stall).
+ */
+Test(listqd, subject_prefix_and_socket_options, .init = setup,
+    .fini = teardown, .timeout = 60)
+{
+	static const char msg[] = "From: a@example.net\nSubject: hello\n\nx\n";
+	static const char tagged[] = "Subject: [mu] again\n\ny\n";
+	char path[1024];
+	struct result r;
+	struct txn *t;
+	size_t n;
+	FILE *f;
+
+	make_list("mu", 1);
+	snprintf(path, sizeof(path), "%s/mu/config", T.lists);
+	cr_assert_not_null(f = fopen(path, "a"));
+	fputs("subject_prefix = [mu]\n", f);
+	fclose(f);
+	sink_start(&S, NULL, 0, true);
+	daemon_config(&D, S.port, NULL);
+	daemon_start(&D, 1);
+	cr_assert_eq(run_simple("post", "mu", msg, strlen(msg), &r), 0);
+	cr_assert_eq(run_simple("post", "mu", tagged, strlen(tagged), &r), 0);
+	{
+		struct want w = { &S, 2 };
+
+		cr_assert(wait_until(have_copies, &w, WAIT_MS));
+	}
+	n = sink_load(&S, &t);
+	cr_assert_eq(n, 2);
+	for (size_t i = 0; i < n; i++)
+		cr_assert(strstr(t[i].data, "\r\nSubject: [mu] hello\r\n\r\nx\r\n")
+		    != NULL || strstr(t[i].data, "\r\nSubject: [mu] again\r\n")
+		    != NULL, "%s", t[i].data);
+	txns_free(t, n);
+	cr_assert_gt(log_count(&D, "tcp_nodelay=on"), 0);
+	cr_assert_eq(log_count(&D, "tcp_nodelay=off"), 0);
 }

@@ -34,11 +34,12 @@
 #include "log.h"
 #include "settings.h"
 #include "smtp.h"
+#include "sockopt.h"
 #include "spool.h"
 #include "state.h"
 
 #define PREPEND_MAX	1024
-#define LOOP_SCAN_MAX	65536	/* header bytes searched for X-Loop */
+#define HEAD_MAX	65536	/* header bytes searched for Subject, X-Loop */
 
 struct job {
 	struct sched_entry e;
@@ -47,6 +48,8 @@ struct job {
 	size_t		 body;		/* offset of the message in the file */
 	struct state	 st;
 	char		 prepend[PREPEND_MAX];
+	char		 insert[160];	/* subject prefix, at insert_at */
+	off_t		 insert_at;
 	size_t		 first, count;	/* its transactions in the session */
 	int		 skip;		/* nothing to send this time */
 };
@@ -109,37 +112,84 @@ read_header(struct job *j, int fd, const char **why)
 	return 0;
 }
 
-/* Does the message's header carry "X-Loop: <address>"? */
-static int
-has_loop(int fd, size_t body, const char *address)
+/* The message's header section, at most HEAD_MAX bytes, as a string. */
+static char *
+read_head(int fd, size_t body)
 {
-	char *buf = malloc(LOOP_SCAN_MAX + 1), *line, *end;
-	size_t alen = strlen(address);
+	char *buf = malloc(HEAD_MAX + 1), *end;
 	ssize_t n;
-	int found = 0;
 
-	if (buf == NULL || (n = pread(fd, buf, LOOP_SCAN_MAX, (off_t)body)) <
-	    0) {
+	if (buf == NULL || (n = pread(fd, buf, HEAD_MAX, (off_t)body)) < 0) {
 		free(buf);
-		return 0;
+		return NULL;
 	}
 	buf[n] = '\0';
-	for (line = buf; !found && *line != '\0' && *line != '\n';
-	    line = end + 1) {
-		if ((end = strchr(line, '\n')) == NULL)
-			break;
-		if (strncasecmp(line, "X-Loop:", 7) == 0) {
-			char *v = line + 7;
+	if (buf[0] == '\n')
+		buf[0] = '\0';
+	else if ((end = strstr(buf, "\n\n")) != NULL)
+		end[1] = '\0';
+	return buf;
+}
 
-			while (*v == ' ' || *v == '\t')
-				v++;
-			found = strncasecmp(v, address, alen) == 0 &&
-			    (v[alen] == '\n' || v[alen] == '\r' ||
-			    v[alen] == ' ');
-		}
+/*
+ * The value of the next header "name:" at a line start after *from, or
+ * NULL; *from moves past it.
+ */
+static const char *
+next_header(const char **from, const char *name)
+{
+	size_t len = strlen(name);
+	const char *p = *from, *v;
+
+	for (; p != NULL && *p != '\0'; p = strchr(p, '\n'), p = p ? p + 1 :
+	    NULL) {
+		if (strncasecmp(p, name, len) != 0 || p[len] != ':')
+			continue;
+		for (v = p + len + 1; *v == ' ' || *v == '\t'; v++)
+			continue;
+		*from = v;
+		return v;
 	}
-	free(buf);
-	return found;
+	*from = NULL;
+	return NULL;
+}
+
+/* Does the message's header carry "X-Loop: <address>"? */
+static int
+has_loop(const char *head, const char *address)
+{
+	size_t alen = strlen(address);
+	const char *from = head, *v;
+
+	while ((v = next_header(&from, "X-Loop")) != NULL)
+		if (strncasecmp(v, address, alen) == 0 && (v[alen] == '\n' ||
+		    v[alen] == '\r' || v[alen] == ' '))
+			return 1;
+	return 0;
+}
+
+/*
+ * subject_prefix: inserted at the start of the Subject's value unless
+ * already there; a message without Subject gets one in the prepend.
+ */
+static void
+prefix_subject(struct job *j, const char *head, const char *prefix)
+{
+	const char *from = head, *v, *eol, *seen;
+	size_t plen = strlen(prefix);
+
+	if (plen == 0 || head == NULL)
+		return;
+	if ((v = next_header(&from, "Subject")) == NULL) {
+		snprintf(j->prepend + strlen(j->prepend), sizeof(j->prepend) -
+		    strlen(j->prepend), "Subject: %s\n", prefix);
+		return;
+	}
+	eol = strchr(v, '\n');
+	if ((seen = strstr(v, prefix)) != NULL && (eol == NULL || seen < eol))
+		return;
+	snprintf(j->insert, sizeof(j->insert), "%s ", prefix);
+	j->insert_at = (off_t)(j->body + (size_t)(v - head));
 }
 
 static void
@@ -155,7 +205,8 @@ make_prepend(struct job *j, const struct list_conf *lc)
 
 /* The recipient snapshot, taken once per entry. */
 static int
-expand(struct job *j, int fd, const struct list_conf *lc, const char **why)
+expand(struct job *j, const char *head, const struct list_conf *lc,
+    const char **why)
 {
 	static char err[512];
 	const char *file = strcmp(j->h.command, "post") == 0 ? "members" :
@@ -163,8 +214,8 @@ expand(struct job *j, int fd, const struct list_conf *lc, const char **why)
 	struct addr_list al;
 	size_t i, bad;
 
-	if (strcmp(file, "members") == 0 && has_loop(fd, j->body,
-	    lc->address)) {
+	if (strcmp(file, "members") == 0 && head != NULL &&
+	    has_loop(head, lc->address)) {
 		log_msg(LOG_WARNING, j->e.id, "post already carries X-Loop: %s;"
 		    " sent to the owners instead of the members", lc->address);
 		file = "owners";
@@ -201,20 +252,38 @@ expanded(const struct state *st)
 	return st->n > 0 || st->attempts > 0;
 }
 
+static int load_or_expand(struct worker *, struct job *, const char *,
+    const struct list_conf *);
+
 /* Loads the state or takes the snapshot; -1: nothing to send now. */
 static int
 load_state(struct worker *w, struct job *j, int fd)
 {
 	static char err[512];
 	struct list_conf lc;
-	const char *why = NULL;
-	unsigned int crashes = 0;
+	char *head;
+	int rc;
 
 	if (list_conf_load(LISTDIR, j->h.list, &lc, err, sizeof(err)) == -1) {
 		move_aside(w, j, w->holdfd, SPOOL_HOLD, err);
 		return -1;
 	}
 	make_prepend(j, &lc);
+	head = read_head(fd, j->body);
+	prefix_subject(j, head, lc.subject_prefix);
+	rc = load_or_expand(w, j, head, &lc);
+	free(head);
+	return rc;
+}
+
+/* The state of j, or its snapshot when it has none yet. */
+static int
+load_or_expand(struct worker *w, struct job *j, const char *head,
+    const struct list_conf *lc)
+{
+	const char *why = NULL;
+	unsigned int crashes = 0;
+
 	if (state_load(j->bucketfd, j->e.id, &j->st, &why) == 0) {
 		if (expanded(&j->st))
 			return 0;
@@ -229,7 +298,7 @@ load_state(struct worker *w, struct job *j, int fd)
 		j->e.next = time(NULL) + w->ctx->cfg.min_backoff;
 		return -1;
 	}
-	if (expand(j, fd, &lc, &why) == -1) {
+	if (expand(j, head, lc, &why) == -1) {
 		move_aside(w, j, w->holdfd, SPOOL_HOLD, why);
 		return -1;
 	}
@@ -367,6 +436,8 @@ add_transactions(struct session *s, struct job *j, size_t max_rcpts)
 				return -1;
 			m->sender = j->st.sender;
 			m->prepend = j->prepend;
+			m->insert = j->insert[0] != '\0' ? j->insert : NULL;
+			m->insert_at = j->insert_at;
 		}
 		m->rcpts[m->nrcpts++].addr = j->st.r[i].addr;
 	}
@@ -505,6 +576,21 @@ finish(struct worker *w, struct job *j, time_t now, unsigned char *dirty)
 	j->e.known = 1;
 }
 
+/*
+ * One line per session, read back from the socket itself: whether
+ * TCP_NODELAY is on and how often TCP_QUICKACK was re-armed.
+ */
+static void
+log_session(const struct session *s)
+{
+	struct sockopt_stats ss;
+
+	sockopt_stats(&ss);
+	log_msg(LOG_INFO, NULL, "session: relay=%s, transactions=%zu, "
+	    "tcp_nodelay=%s, tcp_quickack_rearms=%lu", s->relay, s->n,
+	    ss.nodelay == 1 ? "on" : "off", ss.rearms);
+}
+
 /* All relays down: keep every entry as it was and back the worker off. */
 static void
 relays_down(struct worker *w, struct job *jobs, size_t n,
@@ -608,6 +694,7 @@ deliver_batch(struct worker *w, const struct sched_entry *due, size_t n)
 		if (run_session(w, &s) == -1)
 			relays_down(w, jobs, n, &s);
 		else {
+			log_session(&s);
 			now = time(NULL);
 			for (i = 0; i < n; i++)
 				if (jobs[i].skip == 0 && jobs[i].count > 0) {

@@ -68,6 +68,7 @@ struct src {			/* one message as the callback streams it */
 	size_t			 prelen, prepos;
 	enum phase		 phase;
 	int			 prev;	/* last input byte, -1 before any */
+	int			 inserted; /* msg->insert was sent */
 	int			 err;	/* local error (errno), 0 if none */
 };
 
@@ -228,6 +229,18 @@ prepend_ok(const char *p)
 	return 1;
 }
 
+/* An insert is short printable text: it must not start a line of its own. */
+static int
+insert_ok(const char *p)
+{
+	size_t	i;
+
+	for (i = 0; p != NULL && p[i] != '\0'; i++)
+		if (i >= 1024 || (unsigned char)p[i] < 0x20 || p[i] == 0x7f)
+			return 0;
+	return 1;
+}
+
 /* ---- message stream ------------------------------------------------ */
 
 /* LF -> CRLF; a CR already before the LF (even across chunks) stays. */
@@ -258,7 +271,25 @@ crlf(const char *p, size_t n, char *out, int *prev)
 	return o;
 }
 
-/* Next converted piece: prepend first, then the spool file. */
+/*
+ * The insert text (one line, checked by insert_ok) once the stream has
+ * reached its offset; 0 otherwise.
+ */
+static size_t
+src_insert(struct src *s)
+{
+	size_t n;
+
+	if (s->msg->insert == NULL || s->inserted ||
+	    s->off != s->msg->insert_at || (n = strlen(s->msg->insert)) == 0)
+		return 0;
+	s->inserted = 1;
+	memcpy(s->c->out, s->msg->insert, n);
+	s->prev = (unsigned char)s->msg->insert[n - 1];
+	return n;
+}
+
+/* Next converted piece: prepend, then the spool file (and any insert). */
 static ssize_t
 src_fill(struct src *s)
 {
@@ -274,8 +305,14 @@ src_fill(struct src *s)
 		return (ssize_t)crlf(pre + s->prepos - n, n, s->c->out,
 		    &s->prev);
 	}
+	if ((n = src_insert(s)) > 0)
+		return (ssize_t)n;
+	n = IN_CHUNK;
+	if (s->msg->insert != NULL && !s->inserted &&
+	    s->msg->insert_at > s->off && s->msg->insert_at - s->off < IN_CHUNK)
+		n = (size_t)(s->msg->insert_at - s->off);
 	do
-		r = pread(s->msg->fd, s->c->in, IN_CHUNK, s->off);
+		r = pread(s->msg->fd, s->c->in, n, s->off);
 	while (r == -1 && errno == EINTR);
 	if (r <= 0)
 		return r;
@@ -288,6 +325,7 @@ src_rewind(struct src *s)
 {
 	s->off = s->start;
 	s->prepos = 0;
+	s->inserted = 0;
 	s->prev = -1;
 	s->phase = s->c->w.native ? P_DATA : P_DECOY;
 	/* From here, libESMTP's first write is the decoy: drop it. */
@@ -484,7 +522,7 @@ add_message(struct ctx *c, struct item *it, struct smtp_msg *m)
 		put_msg(m, 5, y.text);
 		return 0;
 	}
-	if (!prepend_ok(m->prepend))
+	if (!prepend_ok(m->prepend) || !insert_ok(m->insert))
 		set_why(&y, 4, 0, "4.3.0", "local error: invalid prepend "
 		    "header lines");
 	else if ((it->src.start = lseek(m->fd, 0, SEEK_CUR)) == -1)

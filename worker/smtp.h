@@ -33,6 +33,8 @@
 #ifndef LISTQ_SMTP_H
 #define LISTQ_SMTP_H
 
+#include <sys/types.h>
+
 #include <stddef.h>
 
 #define SMTP_REPLY_MAX	256
@@ -49,6 +51,8 @@ struct smtp_msg {		/* one message, one transaction */
 	const char	*sender;	/* envelope sender, "" = <> */
 	int		 fd;		/* spool file at the first message byte */
 	const char	*prepend;	/* header lines, each ending in "\n" */
+	const char	*insert;	/* text inserted where the stream reaches */
+	off_t		 insert_at;	/* this file offset (subject prefix) */
 	struct smtp_rcpt *rcpts;
 	size_t		 nrcpts;
 	int		 status;	/* out: 2 accepted at end of data, 4, 5 */
