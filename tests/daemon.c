@@ -290,6 +290,8 @@ spawn_daemon(const char *conf, int workers, int errfd)
 	if ((pid = fork()) == 0) {
 		dup2(errfd, 2);
 		dup2(errfd, 1);
+		if (workers == 0)	/* as the configuration says */
+			execl(listqd, listqd, "-F", "-f", conf, (char *)NULL);
 		execl(listqd, listqd, "-F", "-f", conf, "-n", n, (char *)NULL);
 		_exit(127);
 	}

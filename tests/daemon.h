@@ -46,7 +46,7 @@ void	txns_free(struct txn *t, size_t n);
 
 /* Writes the daemon's config (smarthost = the sink) plus extra lines. */
 void	daemon_config(struct daemon *d, int port, const char *extra);
-/* Starts listqd -F -f CONF -n WORKERS; returns once it runs. */
+/* Starts listqd -F -f CONF [-n WORKERS, unless 0]; returns once it runs. */
 void	daemon_start(struct daemon *d, int workers);
 /* SIGTERM and a bounded wait; returns the exit status (128+sig if killed). */
 int	daemon_stop(struct daemon *d);

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -674,4 +675,92 @@ Test(listqd, subject_prefix_and_socket_options, .init = setup,
 	txns_free(t, n);
 	cr_assert_gt(log_count(&D, "tcp_nodelay=on"), 0);
 	cr_assert_eq(log_count(&D, "tcp_nodelay=off"), 0);
+}
+
+static bool
+deferred_logged(void *arg)
+{
+	return log_count(arg, "status=deferred") > 0;
+}
+
+/* SIGUSR1 (listq flush): deferred entries are retried now. */
+Test(listqd, flush_retries_deferred_now, .init = setup, .fini = teardown,
+    .timeout = 60)
+{
+	make_list("nu", 2);
+	sink_start(&S, "rcpt-once m1@members.example 451 4.3.0 later\n", 0,
+	    false);
+	daemon_config(&D, S.port, "min_backoff = 1h\nmax_backoff = 2h\n");
+	daemon_start(&D, 2);
+	post("nu", 0);
+	cr_assert(wait_until(deferred_logged, &D, WAIT_MS));
+	sleep(1);
+	cr_assert_eq(queue_count(NULL, 0), 1, "deferred for an hour");
+	cr_assert_eq(kill(D.pid, SIGUSR1), 0);
+	deliver_all(1, 2);
+	assert_each_once(&S, 1, 2);
+}
+
+/* Past max_queue_lifetime a deferred recipient fails and is held. */
+Test(listqd, lifetime_expires_deferred, .init = setup, .fini = teardown,
+    .timeout = 60)
+{
+	make_list("xi", 2);
+	sink_start(&S, "rcpt m0@members.example 451 4.3.0 never\n", 0, false);
+	daemon_config(&D, S.port, "max_queue_lifetime = 3s\n");
+	daemon_start(&D, 1);
+	post("xi", 0);
+	cr_assert(wait_until(queue_empty, NULL, WAIT_MS));
+	cr_assert_eq(daemon_stop(&D), 0);
+	cr_assert_eq(copies(&S), 1);
+	cr_assert_eq(log_count(&D, "dsn=4.4.7, status=failed (delivery time "
+	    "expired)"), 1);
+	cr_assert_eq(log_count(&D, "moved to hold/: 1 recipient failed"), 1);
+}
+
+/* The master removes tmp/ files older than a day, and only those. */
+Test(listqd, stale_tmp_files_removed, .init = setup, .fini = teardown,
+    .timeout = 60)
+{
+	struct timespec old[2] = { { .tv_sec = time(NULL) - 2 * 86400 },
+	    { .tv_sec = time(NULL) - 2 * 86400 } };
+	char stale[1024], fresh[1024];
+	int fd;
+
+	snprintf(stale, sizeof(stale), "%s/tmp/1xXSlJ3KLo01NuHrmv", T.spool);
+	snprintf(fresh, sizeof(fresh), "%s/tmp/1xXSlJ3KLo01NuHrmw", T.spool);
+	cr_assert_neq(fd = open(stale, O_WRONLY | O_CREAT, 0600), -1);
+	cr_assert_eq(futimens(fd, old), 0);
+	close(fd);
+	cr_assert_neq(fd = open(fresh, O_WRONLY | O_CREAT, 0600), -1);
+	close(fd);
+	sink_start(&S, NULL, 0, false);
+	daemon_config(&D, S.port, NULL);
+	daemon_start(&D, 1);
+	cr_assert_eq(access(stale, F_OK), -1, "a day-old tmp/ file was kept");
+	cr_assert_eq(access(fresh, F_OK), 0, "a fresh tmp/ file was removed");
+	cr_assert_eq(log_count(&D, "removed incomplete tmp/ file"), 1);
+}
+
+/* A reload that changes the pool size restarts it; nothing is lost. */
+Test(listqd, reload_changes_pool_size, .init = setup, .fini = teardown,
+    .timeout = 60)
+{
+	FILE *f;
+
+	make_list("omicron", 3);
+	sink_start(&S, NULL, 0, false);
+	daemon_config(&D, S.port, "workers = 2\n");
+	daemon_start(&D, 0);
+	for (int i = 0; i < 10; i++)
+		post("omicron", i);
+	cr_assert_not_null(f = fopen(D.conf, "a"));
+	fputs("workers = 3\n", f);
+	fclose(f);
+	cr_assert_eq(kill(D.pid, SIGHUP), 0);
+	for (int i = 10; i < 20; i++)
+		post("omicron", i);
+	deliver_all(20, 3);
+	assert_each_once(&S, 20, 3);
+	cr_assert_eq(log_count(&D, "workers 2 -> 3, restarting the pool"), 1);
 }
