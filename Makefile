@@ -137,7 +137,7 @@ lint:
 	    --inline-suppr -I common -I worker wrapper common worker
 
 test: all
-	@tests/run.sh
+	@BUILD=$(BUILD) tests/run.sh
 
 check: deps
 	@$(MAKE) --no-print-directory all lint

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "list.h"
@@ -186,4 +188,61 @@ addr_list_free(struct addr_list *l)
 		free(l->v[i]);
 	free(l->v);
 	memset(l, 0, sizeof(*l));
+}
+
+bool
+address_equal(const char *a, const char *b)
+{
+	const char *da = strrchr(a, '@'), *db = strrchr(b, '@');
+
+	if (da == NULL || db == NULL || da - a != db - b)
+		return strcmp(a, b) == 0;
+	return strncmp(a, b, (size_t)(da - a)) == 0 &&
+	    strcasecmp(da, db) == 0;
+}
+
+/* Orders addresses as address_equal() compares them. */
+static int
+address_cmp(const void *pa, const void *pb)
+{
+	const char *a = *(char *const *)pa, *b = *(char *const *)pb;
+	const char *da = strrchr(a, '@'), *db = strrchr(b, '@');
+	size_t la = (size_t)(da - a), lb = (size_t)(db - b);
+	int c = strncmp(a, b, la < lb ? la : lb);
+
+	if (c != 0 || la != lb)
+		return c != 0 ? c : (la < lb ? -1 : 1);
+	return strcasecmp(da, db);
+}
+
+int
+list_enabled_members(const char *listdir, const char *name,
+    struct addr_list *out, size_t *bad, char *err, size_t errlen)
+{
+	struct addr_list off;
+	char path[1024];
+	size_t i, kept = 0, badoff;
+
+	if (list_addresses(listdir, name, "members", out, bad, err,
+	    errlen) == -1)
+		return -1;
+	snprintf(path, sizeof(path), "%s/%s/disabled", listdir, name);
+	if (access(path, F_OK) == -1 && errno == ENOENT)
+		return 0;
+	if (list_addresses(listdir, name, "disabled", &off, &badoff, err,
+	    errlen) == -1) {
+		addr_list_free(out);
+		return -1;
+	}
+	qsort(off.v, off.n, sizeof(*off.v), address_cmp);
+	for (i = 0; i < out->n; i++) {
+		if (bsearch(&out->v[i], off.v, off.n, sizeof(*off.v),
+		    address_cmp) != NULL)
+			free(out->v[i]);
+		else
+			out->v[kept++] = out->v[i];
+	}
+	out->n = kept;
+	addr_list_free(&off);
+	return 0;
 }

@@ -1,7 +1,8 @@
 /*
  * Lists: LISTDIR/<name>/ holds "config" (address = name@domain, optional
  * subject_prefix), "members" and "owners" (one address per line, '#'
- * comments and blank lines ignored).  A reader takes each file as one
+ * comments and blank lines ignored), and "disabled": members kept in the
+ * list but not delivered to (same format; missing means none).  A reader takes each file as one
  * snapshot: writers replace them by rename, so it sees all of the old
  * list or all of the new, never half.
  */
@@ -46,5 +47,12 @@ int	list_addresses(const char *listdir, const char *name,
 	    size_t errlen);
 
 void	addr_list_free(struct addr_list *l);
+
+/* Same mailbox: local parts equal, domains equal ignoring case. */
+bool	address_equal(const char *a, const char *b);
+
+/* The members to deliver to: "members" less "disabled". */
+int	list_enabled_members(const char *listdir, const char *name,
+	    struct addr_list *out, size_t *bad, char *err, size_t errlen);
 
 #endif

@@ -7,6 +7,8 @@
 # capabilities; setuid root) and removes those installs afterwards.  As
 # an ordinary user it builds the development wrapper, whose service
 # identity is the caller's own; the tests that need root say so and skip.
+# BUILD (default build) and LISTQ_CHECK_ROOT (default /tmp/listq-check)
+# let two runs proceed side by side.
 set -eu
 
 BUILD=${BUILD:-build}
@@ -19,7 +21,7 @@ export LISTQ_TEST_MAX_SIZE=10485760
 
 if [ "$(id -u)" = 0 ]; then
 	make_test_users
-	root=/tmp/listq-check
+	root=${LISTQ_CHECK_ROOT:-/tmp/listq-check}
 	[ -n "${LISTQ_KEEP:-}" ] || trap 'rm -rf "$root"' EXIT
 	rm -rf "$root"
 	install -d -o root -g root -m 0755 "$root"

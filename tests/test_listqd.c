@@ -764,3 +764,37 @@ Test(listqd, reload_changes_pool_size, .init = setup, .fini = teardown,
 	assert_each_once(&S, 20, 3);
 	cr_assert_eq(log_count(&D, "workers 2 -> 3, restarting the pool"), 1);
 }
+
+/* Disabled members stay in the list but get nothing. */
+Test(listqd, disabled_members_skipped, .init = setup, .fini = teardown,
+    .timeout = 60)
+{
+	char path[1024];
+	struct txn *t;
+	size_t n, i, k;
+	FILE *f;
+
+	make_list("pi", 5);
+	snprintf(path, sizeof(path), "%s/pi/disabled", T.lists);
+	cr_assert_not_null(f = fopen(path, "w"));
+	fputs("m1@members.example\nm3@MEMBERS.Example\n", f);
+	fclose(f);
+	sink_start(&S, NULL, 0, false);
+	daemon_config(&D, S.port, NULL);
+	daemon_start(&D, 1);
+	post("pi", 0);
+	{
+		struct want w = { &S, 3 };
+
+		cr_assert(wait_until(have_copies, &w, WAIT_MS));
+	}
+	cr_assert(wait_until(queue_empty, NULL, WAIT_MS));
+	n = sink_load(&S, &t);
+	for (i = 0; i < n; i++)
+		for (k = 0; k < t[i].nrcpt; k++)
+			cr_assert(strcmp(t[i].rcpt[k], "<m1@members.example>") &&
+			    strcmp(t[i].rcpt[k], "<m3@members.example>"),
+			    "disabled member %s got the post", t[i].rcpt[k]);
+	txns_free(t, n);
+	cr_assert_eq(copies(&S), 3);
+}

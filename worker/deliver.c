@@ -220,8 +220,9 @@ expand(struct job *j, const char *head, const struct list_conf *lc,
 		    " sent to the owners instead of the members", lc->address);
 		file = "owners";
 	}
-	if (list_addresses(LISTDIR, lc->name, file, &al, &bad, err,
-	    sizeof(err)) == -1) {
+	if ((strcmp(file, "members") == 0 ? list_enabled_members(LISTDIR,
+	    lc->name, &al, &bad, err, sizeof(err)) : list_addresses(LISTDIR,
+	    lc->name, file, &al, &bad, err, sizeof(err))) == -1) {
 		*why = err;
 		return -1;
 	}
