@@ -197,10 +197,11 @@ secs=$(calc "$t2 - $t0")
 sent=$(grep -c 'status=sent' "$demo/listqd.log" || true)
 deferred=$(grep -c 'status=deferred' "$demo/listqd.log" || true)
 failed=$(grep -c 'status=failed' "$demo/listqd.log" || true)
-normal='status=sent|: list=demo, command=post, |: removed$|: started: |: stopping: |: stopped$'
+normal='status=sent|: list=demo, command=post, |: removed$|: session: |: started: |: stopping: |: stopped$'
 grep -Ev "$normal" "$demo/listqd.log" > "$demo/listqd.other" || true
 other=$(wc -l < "$demo/listqd.other")
-grep -o 'delay=[0-9.]*' "$demo/listqd.log" | cut -d= -f2 | sort -n \
+grep 'status=sent' "$demo/listqd.log" | grep -o ' delay=[0-9.]*' |
+    cut -d= -f2 | sort -n \
     > "$demo/delays"
 pct() {	# pct P: the P-th percentile of the sorted delays
 	awk -v p="$1" '{ v[NR] = $1 } END {
@@ -210,6 +211,8 @@ pct() {	# pct P: the P-th percentile of the sorted delays
 }
 
 # Each (subject, recipient) pair the sink recorded, counted across files.
+shopt -s nullglob
+emls=("$demo"/sink/*.eml)
 check=$(awk -v nmsg="$nmsg" -v nmem="$nmem" '
 	FNR == 1 { n = 0; env = 1; subj = "" }
 	env && /^X-Sink-Rcpt-To: / { r[++n] = substr($0, 17); next }
@@ -235,7 +238,7 @@ check=$(awk -v nmsg="$nmsg" -v nmem="$nmem" '
 			}
 		for (key in c) extra += c[key]
 		printf "%d %d %d %d %d\n", ok, missing, dup, extra, files
-	}' "$demo"/sink/*.eml)
+	}' "${emls[@]}" /dev/null)
 set -- $check
 ok=$1 missing=$2 dup=$3 extra=$4 files=$5
 

@@ -750,3 +750,19 @@ deliver_note_crash(struct worker *w, const char *id)
 		log_msg(LOG_ERR, id, "saving state: %s", strerror(errno));
 	state_free(&j.st);
 }
+
+int
+deliver_move_aside(struct worker *w, const char *id, int todir,
+    const char *where, const char *why)
+{
+	struct job j;
+
+	memset(&j, 0, sizeof(j));
+	if (!qid_valid(id) || !worker_owns(w, qid_bucket(id)))
+		return -1;
+	memcpy(j.e.id, id, QID_SIZE);
+	j.e.bucket = (unsigned short)qid_bucket(id);
+	j.bucketfd = w->bucketfd[j.e.bucket];
+	move_aside(w, &j, todir, where, why);
+	return j.skip == 2 ? 0 : -1;
+}
