@@ -15,36 +15,51 @@
 
 #include "config.h"
 
-enum kind { STR, NUM, DUR };
+enum kind { STR, NUM, DUR, DEC, ENUM };
 
 struct key {
 	const char	*name;
 	enum kind	 kind;
 	size_t		 off;
 	size_t		 size;		/* STR: buffer size */
-	unsigned int	 min, max;	/* NUM, DUR */
+	unsigned int	 min, max;	/* NUM, DUR; DEC in tenths */
 	const char	*def;
+	const char	*const *words;	/* ENUM: the values, by number */
 };
+
+static const char *const tls_words[] = { "none", "may", "encrypt", NULL };
 
 #define S(f)	offsetof(struct config, f), sizeof(((struct config *)0)->f)
 #define U(f)	offsetof(struct config, f), 0
 
 static const struct key keys[] = {
-	{ "smarthost", STR, S(smarthost), 0, 0, "localhost:25" },
-	{ "helo_name", STR, S(helo_name), 0, 0, "" },
-	{ "workers", NUM, U(workers), 1, 256, "4" },
+	{ "smarthost", STR, S(smarthost), 0, 0, "localhost:25", NULL },
+	{ "helo_name", STR, S(helo_name), 0, 0, "", NULL },
+	{ "workers", NUM, U(workers), 1, 256, "4", NULL },
 	{ "max_messages_per_session", NUM, U(max_messages_per_session), 1,
-	    10000, "100" },
+	    10000, "100", NULL },
 	{ "max_rcpts_per_transaction", NUM, U(max_rcpts_per_transaction), 1,
-	    10000, "500" },
-	{ "connect_timeout", DUR, U(connect_timeout), 1, 3600, "30s" },
-	{ "command_timeout", DUR, U(command_timeout), 1, 3600, "300s" },
-	{ "data_timeout", DUR, U(data_timeout), 1, 7200, "600s" },
-	{ "min_backoff", DUR, U(min_backoff), 1, 86400, "300s" },
-	{ "max_backoff", DUR, U(max_backoff), 1, 864000, "3600s" },
-	{ "max_queue_lifetime", DUR, U(max_queue_lifetime), 1, 8640000, "5d" },
-	{ "rescan_interval", DUR, U(rescan_interval), 1, 86400, "300s" },
-	{ "smarthost_backoff", DUR, U(smarthost_backoff), 1, 3600, "60s" },
+	    10000, "500", NULL },
+	{ "connect_timeout", DUR, U(connect_timeout), 1, 3600, "30s", NULL },
+	{ "command_timeout", DUR, U(command_timeout), 1, 3600, "300s", NULL },
+	{ "data_timeout", DUR, U(data_timeout), 1, 7200, "600s", NULL },
+	{ "min_backoff", DUR, U(min_backoff), 1, 86400, "300s", NULL },
+	{ "max_backoff", DUR, U(max_backoff), 1, 864000, "3600s", NULL },
+	{ "max_queue_lifetime", DUR, U(max_queue_lifetime), 1, 8640000, "5d", NULL },
+	{ "rescan_interval", DUR, U(rescan_interval), 1, 86400, "300s", NULL },
+	{ "smarthost_backoff", DUR, U(smarthost_backoff), 1, 3600, "60s", NULL },
+	{ "relay_retry_time", DUR, U(relay_retry_time), 1, 86400, "60s", NULL },
+	{ "delay_warning_time", DUR, U(delay_warning_time), 0, 8640000, "4h", NULL },
+	{ "recipient_delimiter", STR, S(recipient_delimiter), 0, 0, "+", NULL },
+	{ "bounce_score_threshold", DEC, U(bounce_score_threshold), 1, 10000,
+	    "5.0", NULL },
+	{ "bounce_info_stale_after", DUR, U(bounce_info_stale_after), 1,
+	    8640000, "7d", NULL },
+	{ "smtp_tls", ENUM, U(smtp_tls), 0, 2, "none", tls_words },
+	{ "smtp_tls_ca_file", STR, S(smtp_tls_ca_file), 0, 0, "", NULL },
+	{ "smtp_auth_user", STR, S(smtp_auth_user), 0, 0, "", NULL },
+	{ "smtp_auth_password_file", STR, S(smtp_auth_password_file), 0, 0,
+	    "", NULL },
 };
 #define NKEYS	(sizeof(keys) / sizeof(keys[0]))
 
@@ -77,6 +92,44 @@ parse_unsigned(const char *v, enum kind kind, unsigned long *out)
 	return 0;
 }
 
+/* "5", "5.0" or "2.5" as tenths; -1 if malformed. */
+static int
+parse_tenths(const char *v, unsigned long *out)
+{
+	char whole[16];
+	size_t len = strcspn(v, ".");
+	unsigned long w;
+
+	if (len == 0 || len >= sizeof(whole))
+		return -1;
+	memcpy(whole, v, len);
+	whole[len] = '\0';
+	if (parse_unsigned(whole, NUM, &w) == -1 || w > 100000)
+		return -1;
+	if (v[len] == '\0') {
+		*out = w * 10;
+		return 0;
+	}
+	if (!isdigit((unsigned char)v[len + 1]) || (v[len + 2] != '\0' &&
+	    strspn(v + len + 2, "0") != strlen(v + len + 2)))
+		return -1;
+	*out = w * 10 + (unsigned long)(v[len + 1] - '0');
+	return 0;
+}
+
+static int
+parse_word(const char *v, const char *const *words, unsigned long *out)
+{
+	unsigned long i;
+
+	for (i = 0; words[i] != NULL; i++)
+		if (strcmp(v, words[i]) == 0) {
+			*out = i;
+			return 0;
+		}
+	return -1;
+}
+
 /* Stores v for key k; returns NULL or what is wrong with v. */
 static const char *
 set_key(struct config *c, const struct key *k, const char *v)
@@ -90,8 +143,13 @@ set_key(struct config *c, const struct key *k, const char *v)
 		memcpy(base, v, strlen(v) + 1);
 		return NULL;
 	}
-	if (parse_unsigned(v, k->kind, &n) == -1)
-		return k->kind == DUR ? "not a duration (a number with an "
+	if (k->kind == ENUM) {
+		if (parse_word(v, k->words, &n) == -1)
+			return "not one of the allowed values";
+	} else if (k->kind == DEC ? parse_tenths(v, &n) == -1 :
+	    parse_unsigned(v, k->kind, &n) == -1)
+		return k->kind == DEC ? "not a decimal number (like 5.0)" :
+		    k->kind == DUR ? "not a duration (a number with an "
 		    "optional unit s, m, h or d)" : "not a whole number";
 	if (n < k->min || n > k->max)
 		return "out of range";
@@ -195,7 +253,19 @@ check_bounds(const struct config *c, char *err, size_t errlen,
 		    path);
 		return -1;
 	}
-	if (c->smarthost[0] == '\0') {
+	if (strlen(c->recipient_delimiter) != 1 ||
+	    strchr("+-=_.", c->recipient_delimiter[0]) == NULL) {
+		snprintf(err, errlen, "%s: recipient_delimiter: one of + - = _ .",
+		    path);
+		return -1;
+	}
+	if (c->smtp_auth_user[0] != '\0' &&
+	    c->smtp_auth_password_file[0] == '\0') {
+		snprintf(err, errlen, "%s: smtp_auth_user needs "
+		    "smtp_auth_password_file", path);
+		return -1;
+	}
+		if (c->smarthost[0] == '\0') {
 		snprintf(err, errlen, "%s: smarthost: empty", path);
 		return -1;
 	}

@@ -26,7 +26,18 @@ struct config {
 	unsigned int	max_queue_lifetime;
 	unsigned int	rescan_interval;
 	unsigned int	smarthost_backoff;	/* all relays down */
+	unsigned int	relay_retry_time;	/* skip a failed relay */
+	unsigned int	delay_warning_time;	/* 0: no delay warnings */
+	char		recipient_delimiter[2];	/* VERP: name-bounces+u=h@d */
+	unsigned int	bounce_score_threshold;	/* in tenths: 50 = 5.0 */
+	unsigned int	bounce_info_stale_after;
+	unsigned int	smtp_tls;		/* TLS_NONE, TLS_MAY, ... */
+	char		smtp_tls_ca_file[CONFIG_STR_MAX];
+	char		smtp_auth_user[256];
+	char		smtp_auth_password_file[CONFIG_STR_MAX];
 };
+
+enum { TLS_NONE, TLS_MAY, TLS_ENCRYPT };
 
 /* Fills c with the documented defaults. */
 void	config_defaults(struct config *c);
