@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,10 +93,10 @@ format_state(FILE *f, const struct state *s)
 {
 	size_t i;
 
-	fprintf(f, "listq-state: 1\nattempts: %u\ncrashes: %u\n"
-	    "first: %" PRId64 "\nnext: %" PRId64 "\nsender: %s\n",
-	    s->attempts, s->crashes, s->first_attempt, s->next_attempt,
-	    s->sender);
+	fprintf(f, "listq-state: 1\nattempts: %u\ncrashes: %u\nwarned: %u\n"
+	    "eightbit: %u\nfirst: %" PRId64 "\nnext: %" PRId64 "\n"
+	    "sender: %s\n", s->attempts, s->crashes, s->warned, s->eightbit,
+	    s->first_attempt, s->next_attempt, s->sender);
 	for (i = 0; i < s->n; i++)
 		fprintf(f, "rcpt: %s %d %s %s %s\n",
 		    rcpt_state_name(s->r[i].st), s->r[i].code,
@@ -172,12 +173,27 @@ parse_number_field(const char *v, int64_t *out)
 	return NULL;
 }
 
+/* The numeric lines that open a state file, in order. */
+static const struct {
+	const char	*key;
+	size_t		 off;
+	int		 wide;		/* int64_t, else unsigned int */
+} numbers[] = {
+	{ "listq-state", 0, 0 },
+	{ "attempts", offsetof(struct state, attempts), 0 },
+	{ "crashes", offsetof(struct state, crashes), 0 },
+	{ "warned", offsetof(struct state, warned), 0 },
+	{ "eightbit", offsetof(struct state, eightbit), 0 },
+	{ "first", offsetof(struct state, first_attempt), 1 },
+	{ "next", offsetof(struct state, next_attempt), 1 },
+};
+#define NNUMBERS	(sizeof(numbers) / sizeof(numbers[0]))
+#define SENDER_LINE	NNUMBERS
+
 static const char *
 parse_line(char *line, size_t lineno, struct state *s)
 {
-	static const char *const keys[] = { "listq-state", "attempts",
-	    "crashes", "first", "next", "sender" };
-	char *v = strchr(line, ':');
+	char *v = strchr(line, ':'), *base = (char *)s;
 	int64_t n = 0;
 	const char *bad;
 
@@ -185,22 +201,30 @@ parse_line(char *line, size_t lineno, struct state *s)
 		return "malformed line";
 	*v = '\0';
 	v += 2;
-	if (lineno >= 6)
+	if (lineno > SENDER_LINE)
 		return strcmp(line, "rcpt") == 0 ? parse_rcpt(v, s) :
 		    "unknown key";
-	if (strcmp(line, keys[lineno]) != 0)
+	if (lineno == SENDER_LINE) {
+		if (strcmp(line, "sender") != 0)
+			return "missing or misplaced key";
+		if (*v != '\0' && !address_valid(v))
+			return "bad sender";
+		strlcpy(s->sender, v, sizeof(s->sender));
+		return NULL;
+	}
+	if (strcmp(line, numbers[lineno].key) != 0)
 		return "missing or misplaced key";
-	if (lineno == 5)
-		return *v == '\0' || address_valid(v) ? (strlcpy(s->sender, v,
-		    sizeof(s->sender)), NULL) : "bad sender";
 	if ((bad = parse_number_field(v, &n)) != NULL)
 		return bad;
-	if (lineno == 0 && n != 1)
-		return "unsupported state version";
-	if (lineno == 1 || lineno == 2)
-		*(lineno == 1 ? &s->attempts : &s->crashes) = (unsigned int)n;
-	else if (lineno == 3 || lineno == 4)
-		*(lineno == 3 ? &s->first_attempt : &s->next_attempt) = n;
+	if (lineno == 0)
+		return n == 1 ? NULL : "unsupported state version";
+	if (numbers[lineno].wide)
+		*(int64_t *)(void *)(base + numbers[lineno].off) = n;
+	else if (n > UINT32_MAX)
+		return "number out of range";
+	else
+		*(unsigned int *)(void *)(base + numbers[lineno].off) =
+		    (unsigned int)n;
 	return NULL;
 }
 
@@ -231,7 +255,7 @@ state_load(int bucketfd, const char *id, struct state *s, const char **why)
 			*why = parse_line(line, lineno++, s);
 		}
 	}
-	if (*why == NULL && lineno < 6)
+	if (*why == NULL && lineno <= SENDER_LINE)
 		*why = "truncated state";
 	free(line);
 	fclose(f);

@@ -7,6 +7,8 @@
  *	listq-state: 1
  *	attempts: 2			delivery attempts made
  *	crashes: 0			attempts that never finished
+ *	warned: 0			1 once a delay warning went out
+ *	eightbit: 0			1 if the message has 8-bit bytes
  *	first: 1764374400		first attempt (seconds)
  *	next: 1764374700		next attempt
  *	sender: list-bounces@example.org	envelope sender ("" = <>)
@@ -37,6 +39,8 @@ struct rcpt_status {
 struct state {
 	unsigned int	 attempts;
 	unsigned int	 crashes;
+	unsigned int	 warned;
+	unsigned int	 eightbit;
 	int64_t		 first_attempt;
 	int64_t		 next_attempt;
 	char		 sender[ADDR_MAX + 1];

@@ -18,6 +18,7 @@
 #include "entry.h"
 #include "qid.h"
 #include "spool.h"
+#include "state.h"
 
 #define FORKS		8
 #define IDS_PER_FORK	2000
@@ -326,4 +327,55 @@ Test(spool, create_and_check, .init = make_dir, .fini = remove_dir)
 	cr_assert(errno == ELOOP || errno == ENOTDIR, "%s", strerror(errno));
 	cr_assert_eq(spool_open(path, geteuid() + 1, getegid()), -1);
 	cr_assert_eq(errno, EPERM);
+}
+
+Test(state, round_trip_and_rejects, .init = make_dir, .fini = remove_dir)
+{
+	struct state s, back;
+	const char *why = NULL;
+	char path[300];
+	int dfd;
+	FILE *f;
+
+	memset(&s, 0, sizeof(s));
+	s.attempts = 3;
+	s.crashes = 1;
+	s.warned = 1;
+	s.eightbit = 1;
+	s.first_attempt = 1764374400;
+	s.next_attempt = 1764378000;
+	strcpy(s.sender, "list-bounces@example.org");
+	cr_assert_eq(state_add_rcpt(&s, "a@example.net"), 0);
+	cr_assert_eq(state_add_rcpt(&s, "b@example.net"), 0);
+	state_set_rcpt(&s.r[0], RCPT_SENT, 250, "2.0.0", "250 ok\r\nX-Inj: 1");
+	state_set_rcpt(&s.r[1], RCPT_DEFERRED, 451, NULL, "451 later");
+	cr_assert_neq(dfd = open(dir, O_RDONLY | O_DIRECTORY), -1);
+	cr_assert_eq(state_save(dfd, "1xXSlJ3KLo01NuHrmv", &s), 0);
+	cr_assert_eq(state_load(dfd, "1xXSlJ3KLo01NuHrmv", &back, &why), 0,
+	    "%s", why);
+	cr_assert_eq(back.attempts, 3);
+	cr_assert_eq(back.crashes, 1);
+	cr_assert_eq(back.warned, 1);
+	cr_assert_eq(back.eightbit, 1);
+	cr_assert_eq(back.first_attempt, 1764374400);
+	cr_assert_eq(back.next_attempt, 1764378000);
+	cr_assert_str_eq(back.sender, s.sender);
+	cr_assert_eq(back.n, 2);
+	cr_assert_eq(back.r[0].st, RCPT_SENT);
+	cr_assert_str_eq(back.r[0].reply, "250 ok  X-Inj: 1",
+	    "a reply must stay one line");
+	cr_assert_eq(back.r[1].st, RCPT_DEFERRED);
+	cr_assert_eq(back.r[1].code, 451);
+	state_free(&back);
+	state_free(&s);
+	cr_assert_eq(state_load(dfd, "1xXSlJ3KLo01NuHrmw", &back, &why), -1);
+	cr_assert_eq(errno, ENOENT);
+	snprintf(path, sizeof(path), "%s/1xXSlJ3KLo01NuHrmw.state", dir);
+	cr_assert_not_null(f = fopen(path, "w"));
+	fputs("listq-state: 1\nattempts: 1\ncrashes: 0\nsender: x@y.z\n", f);
+	fclose(f);
+	cr_assert_eq(state_load(dfd, "1xXSlJ3KLo01NuHrmw", &back, &why), -1);
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_not_null(why);
+	close(dfd);
 }
