@@ -487,6 +487,11 @@ run_session(struct worker *w, struct session *s)
 		r.cmd_timeout = (int)c->command_timeout;
 		r.data_timeout = (int)c->data_timeout;
 		r.helo = c->helo_name;
+		r.tls = (int)c->smtp_tls;
+		r.tls_ca_file = c->smtp_tls_ca_file[0] ? c->smtp_tls_ca_file :
+		    NULL;
+		r.auth_user = c->smtp_auth_user[0] ? c->smtp_auth_user : NULL;
+		r.auth_password_file = c->smtp_auth_password_file;
 		if (smtp_deliver(&r, s->msgs, s->n, s->relay,
 		    sizeof(s->relay)) == 0)
 			return 0;

@@ -53,6 +53,8 @@ struct smtp_msg {		/* one message, one transaction */
 	const char	*prepend;	/* header lines, each ending in "\n" */
 	const char	*insert;	/* text inserted where the stream reaches */
 	off_t		 insert_at;	/* this file offset (subject prefix) */
+	off_t		 size;		/* message size for SIZE=, 0: unknown */
+	int		 eightbit;	/* 8-bit body: BODY=8BITMIME if offered */
 	struct smtp_rcpt *rcpts;
 	size_t		 nrcpts;
 	int		 status;	/* out: 2 accepted at end of data, 4, 5 */
@@ -67,6 +69,10 @@ struct smtp_relay {
 	int		 cmd_timeout;	/* 300: greeting, EHLO, MAIL, RCPT, DATA */
 	int		 data_timeout;	/* 600: each body write, end of data */
 	const char	*helo;		/* NULL = the node name */
+	int		 tls;		/* TLS_NONE, TLS_MAY, TLS_ENCRYPT */
+	const char	*tls_ca_file;	/* NULL: the system's CA store */
+	const char	*auth_user;	/* NULL: no AUTH */
+	const char	*auth_password_file; /* read at each session */
 	unsigned	 flags;		/* SMTP_F_*, 0 in production */
 };
 
