@@ -40,8 +40,9 @@ CPPFLAGS	+= -D_GNU_SOURCE -Icommon $(call pc_cflags,libbsd-overlay)
 CFLAGS		+= $(WARN) $(HARDEN) -MMD -MP
 LDFLAGS		+= $(LDHARDEN)
 
-COMMON_SRC	= common/config.c common/durable.c common/entry.c common/list.c \
-		  common/log.c common/qid.c common/spool.c common/state.c
+COMMON_SRC	= common/address.c common/config.c common/durable.c \
+		  common/enqueue.c common/entry.c common/list.c common/log.c \
+		  common/qid.c common/spool.c common/state.c
 WRAPPER_SRC	= wrapper/privilege.c wrapper/wrapper.c
 LISTQD_SRC	= worker/deliver.c worker/listqd.c worker/master.c \
 		  worker/schedule.c worker/smtp.c worker/sockopt.c worker/worker.c

@@ -15,10 +15,13 @@
 #include "entry.h"
 
 static const char *const commands[] = { "post", "owner", "bounces" };
+#define SEND	"send"
 static const char *const keys[] = {
-	"listq-entry", "id", "command", "list", "arrival", "uid", "gid"
+	"listq-entry", "id", "command", "list", "arrival", "uid", "gid",
+	"sender", "rcpt"
 };
-#define NKEYS	(sizeof(keys) / sizeof(keys[0]))
+#define NKEYS		7	/* every entry */
+#define NKEYS_SEND	9	/* command send */
 
 bool
 entry_command_valid(const char *cmd)
@@ -55,15 +58,20 @@ entry_header_format(const struct entry_header *h, char *buf, size_t size)
 {
 	int n;
 
-	if (!qid_valid(h->id) || !entry_command_valid(h->command) ||
+	int send = strcmp(h->command, SEND) == 0;
+
+	if (!qid_valid(h->id) || !(entry_command_valid(h->command) || send) ||
 	    !list_name_valid(h->list) || h->arrival_usec < 0 ||
-	    h->arrival_usec > 999999)
+	    h->arrival_usec > 999999 || (send && ((h->sender[0] != '\0' &&
+	    !address_valid(h->sender)) || !address_valid(h->rcpt))))
 		return -1;
 	n = snprintf(buf, size,
 	    "listq-entry: %d\nid: %s\ncommand: %s\nlist: %s\n"
-	    "arrival: %" PRId64 ".%06ld\nuid: %lu\ngid: %lu\n\n",
+	    "arrival: %" PRId64 ".%06ld\nuid: %lu\ngid: %lu\n%s%s%s%s%s\n",
 	    ENTRY_VERSION, h->id, h->command, h->list, h->arrival_sec,
-	    h->arrival_usec, (unsigned long)h->uid, (unsigned long)h->gid);
+	    h->arrival_usec, (unsigned long)h->uid, (unsigned long)h->gid,
+	    send ? "sender: " : "", send ? h->sender : "", send ? "\nrcpt: " :
+	    "", send ? h->rcpt : "", send ? "\n" : "");
 	if (n < 0 || (size_t)n >= size)
 		return -1;
 	return n;
@@ -122,7 +130,7 @@ parse_field(size_t k, const char *v, struct entry_header *h)
 		memcpy(h->id, v, QID_SIZE);
 		return NULL;
 	case 2:
-		if (!entry_command_valid(v))
+		if (!entry_command_valid(v) && strcmp(v, SEND) != 0)
 			return "bad command";
 		memcpy(h->command, v, strlen(v) + 1);
 		return NULL;
@@ -138,12 +146,29 @@ parse_field(size_t k, const char *v, struct entry_header *h)
 			return "bad uid";
 		h->uid = (uid_t)n;
 		return NULL;
-	default:
+	case 6:
 		if (parse_number(v, UINT32_MAX - 1, &n) == -1)
 			return "bad gid";
 		h->gid = (gid_t)n;
 		return NULL;
+	case 7:
+		if (*v != '\0' && !address_valid(v))
+			return "bad sender";
+		strlcpy(h->sender, v, sizeof(h->sender));
+		return NULL;
+	default:
+		if (!address_valid(v))
+			return "bad recipient";
+		strlcpy(h->rcpt, v, sizeof(h->rcpt));
+		return NULL;
 	}
+}
+
+/* How many keys the header has, once its command is known. */
+static size_t
+nkeys(const struct entry_header *h)
+{
+	return strcmp(h->command, SEND) == 0 ? NKEYS_SEND : NKEYS;
 }
 
 /* Splits "key: value" (NUL-terminated line) for key number k. */
@@ -167,7 +192,7 @@ entry_header_parse(const char *buf, size_t len, struct entry_header *h,
 	const char *nl;
 
 	memset(h, 0, sizeof(*h));
-	for (k = 0; k <= NKEYS; k++) {
+	for (k = 0; k <= nkeys(h); k++) {
 		nl = memchr(buf + off, '\n', len - off);
 		n = nl == NULL ? 0 : (size_t)(nl - (buf + off));
 		if (nl == NULL || n >= sizeof(line) ||
@@ -178,7 +203,7 @@ entry_header_parse(const char *buf, size_t len, struct entry_header *h,
 		memcpy(line, buf + off, n);
 		line[n] = '\0';
 		off += n + 1;
-		if (k == NKEYS) {
+		if (k == nkeys(h)) {
 			*why = n == 0 ? NULL : "header does not end with a blank line";
 			break;
 		}

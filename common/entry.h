@@ -8,9 +8,13 @@
  *	arrival: <seconds>.<microseconds>
  *	uid: <caller's real uid>
  *	gid: <caller's real gid>
+ *	sender: <address or nothing for <>>	only for command send
+ *	rcpt: <address>				only for command send
  *	<blank line>
  *	<message bytes, unchanged>
  *
+ * post, owner and bounces come from the MTA through the wrapper; send is
+ * listqd's own (DSNs, notices): a finished message with its envelope.
  * The header is ASCII, at most ENTRY_HEADER_MAX bytes, keys in this order,
  * each once.  A reader that meets another version, an unknown key or a bad
  * value rejects the entry (it goes to corrupt/), it never guesses.
@@ -24,10 +28,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "address.h"
 #include "qid.h"
 
 #define ENTRY_VERSION		1
-#define ENTRY_HEADER_MAX	512
+#define ENTRY_HEADER_MAX	1024
 #define LIST_NAME_MAX		64
 #define COMMAND_MAX		8
 
@@ -39,9 +44,11 @@ struct entry_header {
 	long		arrival_usec;
 	uid_t		uid;
 	gid_t		gid;
+	char		sender[ADDR_MAX + 1];	/* send only; "" = <> */
+	char		rcpt[ADDR_MAX + 1];	/* send only */
 };
 
-/* True for "post", "owner" and "bounces". */
+/* True for "post", "owner" and "bounces": what an MTA may submit. */
 bool	entry_command_valid(const char *cmd);
 
 /* True for [a-z0-9][a-z0-9._-]{0,63} without "..". */

@@ -12,9 +12,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "address.h"
 #include "entry.h"
-
-#define ADDR_MAX	254
 
 struct list_conf {
 	char	name[LIST_NAME_MAX + 1];
@@ -26,12 +25,6 @@ struct addr_list {
 	char	**v;
 	size_t	  n;
 };
-
-/* True for a plain RFC 5321 mailbox: dot-atom local part @ domain. */
-bool	address_valid(const char *addr);
-
-/* The domain part of a valid address. */
-const char *address_domain(const char *addr);
 
 /* Loads LISTDIR/<name>/config; errors name the file and line. */
 int	list_conf_load(const char *listdir, const char *name,
@@ -47,9 +40,6 @@ int	list_addresses(const char *listdir, const char *name,
 	    size_t errlen);
 
 void	addr_list_free(struct addr_list *l);
-
-/* Same mailbox: local parts equal, domains equal ignoring case. */
-bool	address_equal(const char *a, const char *b);
 
 /* The members to deliver to: "members" less "disabled". */
 int	list_enabled_members(const char *listdir, const char *name,

@@ -379,3 +379,31 @@ Test(state, round_trip_and_rejects, .init = make_dir, .fini = remove_dir)
 	cr_assert_not_null(why);
 	close(dfd);
 }
+
+/* listqd's own entries carry their envelope; MTA commands may not. */
+Test(entry, send_entries_carry_their_envelope)
+{
+	struct entry_header h = sample(), back;
+	char buf[ENTRY_HEADER_MAX];
+	const char *why = NULL;
+	size_t body;
+	int n;
+
+	strcpy(h.command, "send");
+	strcpy(h.rcpt, "list-bounces@example.org");
+	n = entry_header_format(&h, buf, sizeof(buf));
+	cr_assert_gt(n, 0);
+	cr_assert_not_null(strstr(buf, "\nsender: \nrcpt: list-bounces@"
+	    "example.org\n\n"), "%s", buf);
+	cr_assert_eq(entry_header_parse(buf, (size_t)n, &back, &body, &why), 0,
+	    "%s", why);
+	cr_assert_str_eq(back.sender, "");
+	cr_assert_str_eq(back.rcpt, "list-bounces@example.org");
+	cr_assert(!entry_command_valid("send"), "the wrapper must refuse send");
+	strcpy(h.rcpt, "not an address");
+	cr_assert_eq(entry_header_format(&h, buf, sizeof(buf)), -1);
+	strcpy(h.command, "post");
+	n = entry_header_format(&h, buf, sizeof(buf));
+	cr_assert_null(strstr(buf, "rcpt:"));
+	cr_assert_eq(entry_header_parse(buf, (size_t)n, &back, &body, &why), 0);
+}

@@ -29,7 +29,7 @@
 #include <sysexits.h>
 #include <unistd.h>
 
-#include "durable.h"
+#include "enqueue.h"
 #include "entry.h"
 #include "log.h"
 #include "privilege.h"
@@ -38,7 +38,6 @@
 #include "spool.h"
 
 #define COPY_CHUNK	65536
-#define CREATE_TRIES	3
 
 /* The tmp/ file being written, removed by cleanup() and on signals. */
 static int tmp_dirfd = -1;
@@ -149,91 +148,14 @@ open_spool(void)
 	return fd;
 }
 
-/* Creates tmp/<id> under a fresh id; returns its fd. */
-static int
-create_entry(struct entry_header *h)
-{
-	int fd = -1, tries;
+static struct enqueue q;
 
-	for (tries = 0; fd == -1 && tries < CREATE_TRIES; tries++) {
-		qid_new(h->id);
-		memcpy(tmp_name, h->id, QID_SIZE);
-		fd = openat(tmp_dirfd, tmp_name, O_WRONLY | O_CREAT | O_EXCL |
-		    O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (fd == -1 && errno != EEXIST)
-			break;
-	}
-	if (fd == -1)
-		log_exit(EX_TEMPFAIL, NULL, "cannot create %s/%s/%s: %s",
-		    SPOOLDIR, SPOOL_TMP, tmp_name, strerror(errno));
-	tmp_pending = 1;
-	return fd;
-}
-
+/* Creates tmp/<id> with its header; from here a failure removes it. */
 static void
-write_header(int fd, struct entry_header *h)
-{
-	char buf[ENTRY_HEADER_MAX];
-	int n = entry_header_format(h, buf, sizeof(buf));
-
-	if (n < 0)
-		log_exit(EX_SOFTWARE, h->id, "cannot format the entry header");
-	if (write_full(fd, buf, (size_t)n) == -1)
-		log_exit(EX_TEMPFAIL, h->id, "writing %s/%s: %s", SPOOL_TMP,
-		    h->id, strerror(errno));
-}
-
-/* Streams stdin into fd; returns the message size. */
-static size_t
-copy_message(int fd, const char *id)
-{
-	static char buf[COPY_CHUNK];
-	size_t total = 0;
-	ssize_t n;
-
-	for (;;) {
-		n = read(STDIN_FILENO, buf, sizeof(buf));
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1)
-			log_exit(EX_TEMPFAIL, id, "reading the message: %s",
-			    strerror(errno));
-		if (n == 0)
-			return total;
-		total += (size_t)n;
-		if (total > MAX_MESSAGE_SIZE)
-			log_exit(EX_DATAERR, id, "message exceeds the size limit "
-			    "of %lld bytes", (long long)MAX_MESSAGE_SIZE);
-		if (write_full(fd, buf, (size_t)n) == -1)
-			log_exit(EX_TEMPFAIL, id, "writing %s/%s: %s",
-			    SPOOL_TMP, id, strerror(errno));
-	}
-}
-
-static void
-commit_entry(int spoolfd, int fd, const char *id)
-{
-	int bucketfd = spool_open_bucket(spoolfd, qid_bucket(id), LISTQ_UID,
-	    LISTQ_GID);
-
-	if (bucketfd == -1)
-		log_exit(EX_TEMPFAIL, id, "opening the bucket of %s: %s", id,
-		    strerror(errno));
-	block_signals();
-	if (durable_commit(fd, tmp_dirfd, id, bucketfd, id) == -1)
-		log_exit(EX_TEMPFAIL, id, "committing %s: %s", id,
-		    strerror(errno));
-	tmp_pending = 0;
-}
-
-static void
-enqueue(int spoolfd, const char *command, const char *list, uid_t uid,
-    gid_t gid)
+create_entry(const char *command, const char *list, uid_t uid, gid_t gid)
 {
 	struct entry_header h;
 	struct timeval now;
-	size_t size;
-	int fd;
 
 	memset(&h, 0, sizeof(h));
 	gettimeofday(&now, NULL);
@@ -243,13 +165,53 @@ enqueue(int spoolfd, const char *command, const char *list, uid_t uid,
 	h.arrival_usec = now.tv_usec;
 	h.uid = uid;
 	h.gid = gid;
-	fd = create_entry(&h);
-	write_header(fd, &h);
-	if ((size = copy_message(fd, h.id)) == 0)
-		log_exit(EX_DATAERR, h.id, "empty message");
-	commit_entry(spoolfd, fd, h.id);
-	log_msg(LOG_INFO, h.id, "queued: command=%s, list=%s, size=%zu, "
-	    "uid=%lu, gid=%lu", command, list, size, (unsigned long)uid,
+	if (enqueue_open(&q, tmp_dirfd, &h) == -1)
+		log_exit(EX_TEMPFAIL, NULL, "cannot create an entry in %s/%s: "
+		    "%s", SPOOLDIR, SPOOL_TMP, strerror(errno));
+	memcpy(tmp_name, q.h.id, QID_SIZE);
+	tmp_pending = 1;
+}
+
+/* Streams stdin into the entry, checking the size limit as it goes. */
+static void
+copy_message(void)
+{
+	static char buf[COPY_CHUNK];
+	ssize_t n;
+
+	for (;;) {
+		n = read(STDIN_FILENO, buf, sizeof(buf));
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			log_exit(EX_TEMPFAIL, q.h.id, "reading the message: %s",
+			    strerror(errno));
+		if (n == 0)
+			return;
+		if (q.size + (size_t)n > MAX_MESSAGE_SIZE)
+			log_exit(EX_DATAERR, q.h.id, "message exceeds the size "
+			    "limit of %lld bytes", (long long)MAX_MESSAGE_SIZE);
+		if (enqueue_write(&q, buf, (size_t)n) == -1)
+			log_exit(EX_TEMPFAIL, q.h.id, "writing %s/%s: %s",
+			    SPOOL_TMP, q.h.id, strerror(errno));
+	}
+}
+
+static void
+enqueue(int spoolfd, const char *command, const char *list, uid_t uid,
+    gid_t gid)
+{
+	create_entry(command, list, uid, gid);
+	copy_message();
+	if (q.size == 0)
+		log_exit(EX_DATAERR, q.h.id, "empty message");
+	block_signals();
+	if (enqueue_commit(&q, spoolfd, LISTQ_UID, LISTQ_GID) == -1)
+		log_exit(EX_TEMPFAIL, q.h.id, "committing %s: %s", q.h.id,
+		    strerror(errno));
+	tmp_pending = 0;
+	log_msg(LOG_INFO, q.h.id, "queued: command=%s, list=%s, size=%zu, "
+	    "uid=%lu, gid=%lu", command, list, q.size, (unsigned long)uid,
 	    (unsigned long)gid);
 }
 

@@ -1,0 +1,101 @@
+/*
+ * Writing a new spool entry (see enqueue.h).
+ *
+ * Invariants: an entry is invisible to workers until its rename into a
+ * bucket (invariant 2), and the caller is told it is queued only after
+ * the file and the bucket directory are on disk (invariant 1); the tmp/
+ * file is created O_CREAT|O_EXCL|O_NOFOLLOW with mode 0600, so it never
+ * follows or replaces anything (invariant 6).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "durable.h"
+#include "enqueue.h"
+#include "spool.h"
+
+#define CREATE_TRIES	3
+
+int
+enqueue_open(struct enqueue *q, int tmpfd, const struct entry_header *h)
+{
+	char buf[ENTRY_HEADER_MAX];
+	int tries, n;
+
+	memset(q, 0, sizeof(*q));
+	q->tmpfd = tmpfd;
+	q->fd = -1;
+	q->h = *h;
+	for (tries = 0; q->fd == -1 && tries < CREATE_TRIES; tries++) {
+		qid_new(q->h.id);
+		q->fd = openat(tmpfd, q->h.id, O_WRONLY | O_CREAT | O_EXCL |
+		    O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (q->fd == -1 && errno != EEXIST)
+			return -1;
+	}
+	if (q->fd == -1)
+		return -1;
+	if ((n = entry_header_format(&q->h, buf, sizeof(buf))) < 0) {
+		enqueue_abort(q);
+		errno = EINVAL;
+		return -1;
+	}
+	if (write_full(q->fd, buf, (size_t)n) == -1) {
+		n = errno;
+		enqueue_abort(q);
+		errno = n;
+		return -1;
+	}
+	return 0;
+}
+
+int
+enqueue_write(struct enqueue *q, const void *buf, size_t len)
+{
+	if (write_full(q->fd, buf, len) == -1)
+		return -1;
+	q->size += len;
+	return 0;
+}
+
+int
+enqueue_commit(struct enqueue *q, int spoolfd, uid_t uid, gid_t gid)
+{
+	int bucketfd, rc, saved;
+
+	bucketfd = spool_open_bucket(spoolfd, qid_bucket(q->h.id), uid, gid);
+	if (bucketfd == -1) {
+		saved = errno;
+		enqueue_abort(q);
+		errno = saved;
+		return -1;
+	}
+	if (fsync(q->fd) == -1 || renameat(q->tmpfd, q->h.id, bucketfd,
+	    q->h.id) == -1) {
+		saved = errno;
+		close(bucketfd);
+		enqueue_abort(q);
+		errno = saved;
+		return -1;
+	}
+	rc = durable_fsync_dir(bucketfd);
+	saved = errno;
+	close(bucketfd);
+	close(q->fd);
+	q->fd = -1;
+	errno = saved;
+	return rc;
+}
+
+void
+enqueue_abort(struct enqueue *q)
+{
+	if (q->fd == -1)
+		return;
+	close(q->fd);
+	q->fd = -1;
+	unlinkat(q->tmpfd, q->h.id, 0);
+}
