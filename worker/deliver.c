@@ -32,6 +32,7 @@
 #include "entry.h"
 #include "list.h"
 #include "log.h"
+#include "msghead.h"
 #include "settings.h"
 #include "smtp.h"
 #include "sockopt.h"
@@ -39,7 +40,6 @@
 #include "state.h"
 
 #define PREPEND_MAX	1024
-#define HEAD_MAX	65536	/* header bytes searched for Subject, X-Loop */
 
 struct job {
 	struct sched_entry e;
@@ -112,48 +112,6 @@ read_header(struct job *j, int fd, const char **why)
 	return 0;
 }
 
-/* The message's header section, at most HEAD_MAX bytes, as a string. */
-static char *
-read_head(int fd, size_t body)
-{
-	char *buf = malloc(HEAD_MAX + 1), *end;
-	ssize_t n;
-
-	if (buf == NULL || (n = pread(fd, buf, HEAD_MAX, (off_t)body)) < 0) {
-		free(buf);
-		return NULL;
-	}
-	buf[n] = '\0';
-	if (buf[0] == '\n')
-		buf[0] = '\0';
-	else if ((end = strstr(buf, "\n\n")) != NULL)
-		end[1] = '\0';
-	return buf;
-}
-
-/*
- * The value of the next header "name:" at a line start after *from, or
- * NULL; *from moves past it.
- */
-static const char *
-next_header(const char **from, const char *name)
-{
-	size_t len = strlen(name);
-	const char *p = *from, *v;
-
-	for (; p != NULL && *p != '\0'; p = strchr(p, '\n'), p = p ? p + 1 :
-	    NULL) {
-		if (strncasecmp(p, name, len) != 0 || p[len] != ':')
-			continue;
-		for (v = p + len + 1; *v == ' ' || *v == '\t'; v++)
-			continue;
-		*from = v;
-		return v;
-	}
-	*from = NULL;
-	return NULL;
-}
-
 /* Does the message's header carry "X-Loop: <address>"? */
 static int
 has_loop(const char *head, const char *address)
@@ -161,7 +119,7 @@ has_loop(const char *head, const char *address)
 	size_t alen = strlen(address);
 	const char *from = head, *v;
 
-	while ((v = next_header(&from, "X-Loop")) != NULL)
+	while ((v = msghead_next(&from, "X-Loop")) != NULL)
 		if (strncasecmp(v, address, alen) == 0 && (v[alen] == '\n' ||
 		    v[alen] == '\r' || v[alen] == ' '))
 			return 1;
@@ -180,7 +138,7 @@ prefix_subject(struct job *j, const char *head, const char *prefix)
 
 	if (plen == 0 || head == NULL)
 		return;
-	if ((v = next_header(&from, "Subject")) == NULL) {
+	if ((v = msghead_next(&from, "Subject")) == NULL) {
 		snprintf(j->prepend + strlen(j->prepend), sizeof(j->prepend) -
 		    strlen(j->prepend), "Subject: %s\n", prefix);
 		return;
@@ -270,7 +228,7 @@ load_state(struct worker *w, struct job *j, int fd)
 		return -1;
 	}
 	make_prepend(j, &lc);
-	head = read_head(fd, j->body);
+	head = msghead_read(fd, j->body);
 	prefix_subject(j, head, lc.subject_prefix);
 	rc = load_or_expand(w, j, head, &lc);
 	free(head);

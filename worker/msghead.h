@@ -1,0 +1,23 @@
+/*
+ * A message's header section (msghead.c).
+ */
+#ifndef LISTQ_MSGHEAD_H
+#define LISTQ_MSGHEAD_H
+
+#include <stddef.h>
+
+#define HEAD_MAX	65536
+
+/*
+ * The header section of the message at offset body of fd, as a string
+ * (each line ending in LF, no empty line), or NULL.  Caller frees.
+ */
+char	*msghead_read(int fd, size_t body);
+
+/*
+ * The value of the next header "name:" at a line start from *from on
+ * (the value runs to the end of its line), or NULL; *from moves past it.
+ */
+const char *msghead_next(const char **from, const char *name);
+
+#endif
