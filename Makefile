@@ -45,8 +45,7 @@ COMMON_SRC	= common/address.c common/config.c common/durable.c \
 		  common/qid.c common/spool.c common/state.c
 WRAPPER_SRC	= wrapper/privilege.c wrapper/wrapper.c
 LISTQD_SRC	= worker/bounce.c worker/deliver.c worker/dsn.c worker/listqd.c \
-		  worker/master.c \
-		  worker/msghead.c \
+		  worker/master.c worker/msghead.c \
 		  worker/schedule.c worker/smtp.c worker/sockopt.c worker/worker.c
 TEST_SRC	= $(wildcard tests/test_*.c) tests/harness.c tests/daemon.c
 
@@ -62,8 +61,7 @@ TEST_LIBS	= $(call pc_libs,criterion libbsd-overlay)
 # Debian packages that building and testing need (make deps).
 DEB_PKGS	= gcc make pkg-config libc6-dev libcap-dev libcap2-bin \
 		  libbsd-dev libesmtp-dev libsystemd-dev libcriterion-dev \
-		  cppcheck util-linux passwd \
-		  dpkg-dev debhelper lintian rpm fakeroot systemd
+		  cppcheck util-linux passwd
 
 .PHONY: all wrapper daemon deps check lint test demo clean FORCE
 
@@ -153,55 +151,11 @@ test: all
 
 check: deps
 	@$(MAKE) --no-print-directory all lint
-	@$(MAKE) --no-print-directory packaging-check
 	@$(MAKE) --no-print-directory test
 
 # End to end on a loopback sink, with a spool under ./demo/.
 demo: deps
 	@tests/demo.sh
-
-# Install, packages (packaging/install.sh and packaging/build.sh do the
-# work; packaging/README.md explains the variables).
-SBINDIR		?= $(PREFIX)/sbin
-MANDIR		?= $(PREFIX)/share/man
-DOCDIR		?= $(PREFIX)/share/doc/listq
-UNITDIR		?= $(PREFIX)/lib/systemd/system
-TMPFILESDIR	?= $(PREFIX)/lib/tmpfiles.d
-SYSUSERSDIR	?= $(PREFIX)/lib/sysusers.d
-WRAPPER_MODE	?= caps
-PRIVILEGED	?= auto
-PROGRAMS	= $(BUILD)/listq-wrapper $(BUILD)/listqd \
-		  $(if $(wildcard worker/listq.c),$(BUILD)/listq)
-INSTALL_ENV	= BUILD='$(BUILD)' DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)' \
-		  SBINDIR='$(SBINDIR)' LIBEXECDIR='$(LIBEXECDIR)' \
-		  SYSCONFDIR='$(SYSCONFDIR)' MANDIR='$(MANDIR)' \
-		  DOCDIR='$(DOCDIR)' UNITDIR='$(UNITDIR)' \
-		  TMPFILESDIR='$(TMPFILESDIR)' SYSUSERSDIR='$(SYSUSERSDIR)' \
-		  SPOOLDIR='$(SPOOLDIR)' LISTDIR='$(LISTDIR)' \
-		  LISTQ_USER='$(LISTQ_USER)' LISTQ_UID='$(LISTQ_UID)' \
-		  LISTQ_GID='$(LISTQ_GID)' MAIL_GIDS='$(MAIL_GIDS)' \
-		  WRAPPER_MODE='$(WRAPPER_MODE)' PRIVILEGED='$(PRIVILEGED)'
-
-.PHONY: programs install uninstall deb rpm packaging-check
-
-programs: $(PROGRAMS)
-
-install: $(PROGRAMS)
-	@$(INSTALL_ENV) sh packaging/install.sh install
-
-uninstall:
-	@$(INSTALL_ENV) sh packaging/install.sh uninstall
-
-deb:
-	@BUILD=$(BUILD) sh packaging/build.sh deb
-
-rpm:
-	@BUILD=$(BUILD) sh packaging/build.sh rpm
-
-# Builds, lints, installs and purges the .deb, builds the RPM, installs
-# as an ordinary user (as root; says why it skips otherwise).
-packaging-check:
-	@BUILD=$(BUILD) sh tests/packaging.sh
 
 clean:
 	rm -rf $(BUILD) demo
