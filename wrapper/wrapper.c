@@ -88,14 +88,18 @@ set_signals(void)
 	signal(SIGPIPE, SIG_IGN);
 }
 
-/* Once the entry is renamed into the queue, no signal may undo it. */
+/*
+ * Blocks signals: while the tmp/ file is created and before its name is
+ * known to the handler, and for good once the entry is renamed into the
+ * queue, where no signal may undo it.
+ */
 static void
-block_signals(void)
+block_signals(int block)
 {
 	sigset_t all;
 
 	sigfillset(&all);
-	sigprocmask(SIG_BLOCK, &all, NULL);
+	sigprocmask(block ? SIG_BLOCK : SIG_UNBLOCK, &all, NULL);
 }
 
 static void
@@ -165,11 +169,13 @@ create_entry(const char *command, const char *list, uid_t uid, gid_t gid)
 	h.arrival_usec = now.tv_usec;
 	h.uid = uid;
 	h.gid = gid;
+	block_signals(1);
 	if (enqueue_open(&q, tmp_dirfd, &h) == -1)
 		log_exit(EX_TEMPFAIL, NULL, "cannot create an entry in %s/%s: "
 		    "%s", SPOOLDIR, SPOOL_TMP, strerror(errno));
 	memcpy(tmp_name, q.h.id, QID_SIZE);
 	tmp_pending = 1;
+	block_signals(0);
 }
 
 /* Streams stdin into the entry, checking the size limit as it goes. */
@@ -205,7 +211,7 @@ enqueue(int spoolfd, const char *command, const char *list, uid_t uid,
 	copy_message();
 	if (q.size == 0)
 		log_exit(EX_DATAERR, q.h.id, "empty message");
-	block_signals();
+	block_signals(1);
 	if (enqueue_commit(&q, spoolfd, LISTQ_UID, LISTQ_GID) == -1)
 		log_exit(EX_TEMPFAIL, q.h.id, "committing %s: %s", q.h.id,
 		    strerror(errno));
