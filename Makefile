@@ -45,9 +45,21 @@ COMMON_SRC	= common/address.c common/config.c common/durable.c \
 		  common/qid.c common/spool.c common/state.c
 WRAPPER_SRC	= wrapper/privilege.c wrapper/wrapper.c
 LISTQD_SRC	= worker/bounce.c worker/deliver.c worker/dsn.c worker/listqd.c \
-		  worker/master.c worker/msghead.c \
+		  worker/incoming.c worker/master.c worker/msghead.c \
+		  worker/notify.c worker/relay.c \
 		  worker/schedule.c worker/smtp.c worker/sockopt.c worker/worker.c
 TEST_SRC	= $(wildcard tests/test_*.c) tests/harness.c tests/daemon.c
+# The admin path (listq, and its end in listqd): shared by both programs.
+ADMIN_CORE_SRC	= worker/admin_ops.c worker/control.c worker/service.c \
+		  worker/stats.c
+LISTQD_SRC	+= $(ADMIN_CORE_SRC) worker/master_ctl.c worker/worker_ctl.c
+LISTQ_SRC	= worker/listq.c worker/admin_check.c worker/admin_lists.c \
+		  worker/admin_members.c worker/admin_queue.c \
+		  worker/admin_spool.c worker/admin_status.c worker/json.c \
+		  $(ADMIN_CORE_SRC)
+LISTQ_OBJ	= $(LISTQ_SRC:%.c=$(BUILD)/obj/%.o)
+LISTQ_LIBS	= $(call pc_libs,libcap libbsd-overlay)
+TEST_SRC	+= tests/admin_run.c
 
 COMMON_OBJ	= $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 WRAPPER_OBJ	= $(WRAPPER_SRC:%.c=$(BUILD)/obj/%.o)
@@ -55,22 +67,28 @@ LISTQD_OBJ	= $(LISTQD_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ	= $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 
 WRAPPER_LIBS	= $(call pc_libs,libcap libbsd-overlay)
-LISTQD_LIBS	= $(call pc_libs,libesmtp-1.0 libsystemd libbsd-overlay) -ldl
+LISTQD_LIBS	= $(call pc_libs,libesmtp-1.0 libsystemd libbsd-overlay openssl) \
+		  -ldl
 TEST_LIBS	= $(call pc_libs,criterion libbsd-overlay)
 
 # Debian packages that building and testing need (make deps).
 DEB_PKGS	= gcc make pkg-config libc6-dev libcap-dev libcap2-bin \
 		  libbsd-dev libesmtp-dev libsystemd-dev libcriterion-dev \
-		  cppcheck util-linux passwd
+		  libssl-dev openssl cppcheck util-linux passwd \
+		  dpkg-dev debhelper lintian rpm fakeroot systemd \
+		  systemd-container
+# listq's tests parse JSON with python3; lint checks the manuals with man.
+DEB_PKGS	+= python3 man-db groff-base
 
-.PHONY: all wrapper daemon deps check lint test demo clean FORCE
+.PHONY: all wrapper daemon admin deps check lint test demo clean FORCE
 
-all: $(BUILD)/listq-wrapper $(BUILD)/listqd $(BUILD)/tests/listq-tests \
+all: $(BUILD)/listq-wrapper $(BUILD)/listqd $(BUILD)/listq $(BUILD)/tests/listq-tests \
      $(BUILD)/tests/listq-sink \
      $(BUILD)/tests/preload.so $(BUILD)/bench/floor $(BUILD)/bench/spawn
 
 wrapper: $(BUILD)/listq-wrapper
 daemon: $(BUILD)/listqd
+admin: $(BUILD)/listq
 
 # Rebuild what embeds the settings whenever they change.
 $(BUILD)/settings: FORCE
@@ -83,7 +101,8 @@ $(BUILD)/obj/wrapper/%.o: wrapper/%.c $(BUILD)/settings
 
 $(BUILD)/obj/worker/%.o: worker/%.c $(BUILD)/settings
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) -Iworker $(call pc_cflags,libesmtp-1.0 libsystemd) \
+	$(CC) $(CPPFLAGS) -Iworker \
+	    $(call pc_cflags,libesmtp-1.0 libsystemd openssl) \
 	    $(SETTINGS) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/%.o: %.c
@@ -100,10 +119,13 @@ $(BUILD)/listq-wrapper: $(WRAPPER_OBJ) $(BUILD)/libcommon.a
 $(BUILD)/listqd: $(LISTQD_OBJ) $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LISTQD_LIBS)
 
+$(BUILD)/listq: $(LISTQ_OBJ) $(BUILD)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LISTQ_LIBS)
+
 $(BUILD)/tests/listq-sink: tests/sink/listq-sink.c
 	@mkdir -p $(@D)
-	$(CC) $(WARN) $(HARDEN) $(call pc_cflags,libbsd-overlay) $(LDFLAGS) \
-	    -o $@ $< $(call pc_libs,libbsd-overlay) -lm
+	$(CC) $(WARN) $(HARDEN) $(call pc_cflags,libbsd-overlay openssl) \
+	    $(LDFLAGS) -o $@ $< $(call pc_libs,libbsd-overlay openssl) -lm
 
 # The unit tests of worker/ parts that need no daemon.
 TEST_WORKER_OBJ	= $(BUILD)/obj/worker/bounce.o $(BUILD)/obj/worker/dsn.o \
@@ -145,17 +167,67 @@ lint:
 	echo "wrapper: $$n code lines (limit 400)"; [ $$n -lt 400 ]
 	cppcheck -q --error-exitcode=1 --enable=warning,portability \
 	    --inline-suppr -I common -I worker wrapper common worker
+	@for p in doc/*.[1-9]; do \
+	    w=$$(MANWIDTH=80 man --warnings -l "$$p" 2>&1 >/dev/null); \
+	    [ -z "$$w" ] || { echo "$$p: $$w"; exit 1; }; \
+	done; echo "manual pages: no warnings"
 
 test: all
 	@BUILD=$(BUILD) tests/run.sh
 
 check: deps
 	@$(MAKE) --no-print-directory all lint
+	@$(MAKE) --no-print-directory packaging-check
 	@$(MAKE) --no-print-directory test
 
 # End to end on a loopback sink, with a spool under ./demo/.
 demo: deps
 	@tests/demo.sh
+
+# Install, packages (packaging/install.sh and packaging/build.sh do the
+# work; packaging/README.md explains the variables).
+SBINDIR		?= $(PREFIX)/sbin
+MANDIR		?= $(PREFIX)/share/man
+DOCDIR		?= $(PREFIX)/share/doc/listq
+UNITDIR		?= $(PREFIX)/lib/systemd/system
+TMPFILESDIR	?= $(PREFIX)/lib/tmpfiles.d
+SYSUSERSDIR	?= $(PREFIX)/lib/sysusers.d
+WRAPPER_MODE	?= caps
+PRIVILEGED	?= auto
+INSTALL_ENV	= BUILD='$(BUILD)' DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)' \
+		  SBINDIR='$(SBINDIR)' LIBEXECDIR='$(LIBEXECDIR)' \
+		  SYSCONFDIR='$(SYSCONFDIR)' MANDIR='$(MANDIR)' \
+		  DOCDIR='$(DOCDIR)' UNITDIR='$(UNITDIR)' \
+		  TMPFILESDIR='$(TMPFILESDIR)' SYSUSERSDIR='$(SYSUSERSDIR)' \
+		  SPOOLDIR='$(SPOOLDIR)' LISTDIR='$(LISTDIR)' \
+		  LISTQ_USER='$(LISTQ_USER)' LISTQ_UID='$(LISTQ_UID)' \
+		  LISTQ_GID='$(LISTQ_GID)' MAIL_GIDS='$(MAIL_GIDS)' \
+		  WRAPPER_MODE='$(WRAPPER_MODE)' PRIVILEGED='$(PRIVILEGED)'
+
+.PHONY: programs install uninstall deb rpm packaging-check
+
+# What install installs: the wrapper, listqd, and listq where the Makefile
+# can build it.
+programs: $(BUILD)/listq-wrapper $(BUILD)/listqd
+	@if $(MAKE) -n --no-print-directory $(BUILD)/listq >/dev/null 2>&1; \
+	then $(MAKE) --no-print-directory $(BUILD)/listq; fi
+
+install: programs
+	@$(INSTALL_ENV) sh packaging/install.sh install
+
+uninstall:
+	@$(INSTALL_ENV) sh packaging/install.sh uninstall
+
+deb:
+	@BUILD=$(BUILD) sh packaging/build.sh deb
+
+rpm:
+	@BUILD=$(BUILD) sh packaging/build.sh rpm
+
+# tests/packaging.sh: the .deb (built, linted, installed, purged), the
+# RPM, make install; what needs root is skipped, saying so, otherwise.
+packaging-check:
+	@BUILD=$(BUILD) sh tests/packaging.sh
 
 clean:
 	rm -rf $(BUILD) demo

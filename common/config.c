@@ -244,10 +244,40 @@ config_key(const char *name, const char *value, void *arg)
 	return "unknown key";
 }
 
+/* smarthost: host[:port], comma-separated, ports 1 to 65535. */
+static const char *
+smarthost_bad(const char *list)
+{
+	char copy[CONFIG_STR_MAX], *p = copy, *item, *colon, *end;
+	unsigned long port;
+	int n = 0;
+
+	strlcpy(copy, list, sizeof(copy));
+	while ((item = strsep(&p, ",")) != NULL) {
+		item += strspn(item, " \t");
+		item[strcspn(item, " \t")] = '\0';
+		if (*item == '\0')
+			continue;
+		n++;
+		if ((colon = strrchr(item, ':')) == NULL)
+			continue;
+		if (colon == item)
+			return "a relay without a host";
+		errno = 0;
+		port = strtoul(colon + 1, &end, 10);
+		if (colon[1] == '\0' || *end != '\0' || errno != 0 ||
+		    port == 0 || port > 65535)
+			return "a relay port must be 1 to 65535";
+	}
+	return n == 0 ? "empty" : NULL;
+}
+
 static int
 check_bounds(const struct config *c, char *err, size_t errlen,
     const char *path)
 {
+	const char *bad;
+
 	if (c->min_backoff > c->max_backoff) {
 		snprintf(err, errlen, "%s: min_backoff exceeds max_backoff",
 		    path);
@@ -265,8 +295,8 @@ check_bounds(const struct config *c, char *err, size_t errlen,
 		    "smtp_auth_password_file", path);
 		return -1;
 	}
-		if (c->smarthost[0] == '\0') {
-		snprintf(err, errlen, "%s: smarthost: empty", path);
+		if ((bad = smarthost_bad(c->smarthost)) != NULL) {
+		snprintf(err, errlen, "%s: smarthost: %s", path, bad);
 		return -1;
 	}
 	return 0;

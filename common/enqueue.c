@@ -7,6 +7,8 @@
  * file is created O_CREAT|O_EXCL|O_NOFOLLOW with mode 0600, so it never
  * follows or replaces anything (invariant 6).
  */
+#include <sys/time.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -98,4 +100,31 @@ enqueue_abort(struct enqueue *q)
 	close(q->fd);
 	q->fd = -1;
 	unlinkat(q->tmpfd, q->h.id, 0);
+}
+
+int
+enqueue_message(int spoolfd, int tmpfd, struct entry_header *h,
+    const void *msg, size_t len, uid_t uid, gid_t gid, char id[QID_SIZE])
+{
+	struct enqueue q;
+	struct timeval tv;
+	int saved;
+
+	gettimeofday(&tv, NULL);
+	h->arrival_sec = tv.tv_sec;
+	h->arrival_usec = tv.tv_usec;
+	h->uid = uid;
+	h->gid = gid;
+	if (enqueue_open(&q, tmpfd, h) == -1)
+		return -1;
+	if (enqueue_write(&q, msg, len) == -1) {
+		saved = errno;
+		enqueue_abort(&q);
+		errno = saved;
+		return -1;
+	}
+	if (enqueue_commit(&q, spoolfd, uid, gid) == -1)
+		return -1;
+	memcpy(id, q.h.id, QID_SIZE);
+	return 0;
 }

@@ -31,6 +31,15 @@ int	enqueue_write(struct enqueue *q, const void *buf, size_t len);
  * the rename already happened.
  */
 int	enqueue_commit(struct enqueue *q, int spoolfd, uid_t uid, gid_t gid);
+/*
+ * All of the above for a message held in memory: h's command, list and
+ * envelope are the caller's, the arrival time and uid:gid are stamped
+ * here.  id gets the new entry's queue id.  -1 with errno set.
+ */
+int	enqueue_message(int spoolfd, int tmpfd, struct entry_header *h,
+	    const void *msg, size_t len, uid_t uid, gid_t gid,
+	    char id[QID_SIZE]);
+
 /* Removes the tmp/ file; for every error path before the commit. */
 void	enqueue_abort(struct enqueue *q);
 

@@ -34,6 +34,12 @@ list_key(const char *key, const char *value, void *arg)
 			return "value too long";
 		return NULL;
 	}
+	if (strcmp(key, "verp") == 0) {
+		if (strcmp(value, "yes") != 0 && strcmp(value, "no") != 0)
+			return "yes or no";
+		lc->verp = strcmp(value, "yes") == 0;
+		return NULL;
+	}
 	return "unknown key";
 }
 
@@ -90,12 +96,51 @@ address_of_line(char *line)
 	return line;
 }
 
+void
+list_line_address(const char *line, char *out, size_t len)
+{
+	char buf[1024];
+
+	strlcpy(buf, line, sizeof(buf));
+	strlcpy(out, address_of_line(buf), len);
+}
+
+int
+addr_list_read(FILE *f, struct addr_list *out, size_t *bad,
+    size_t *first_bad)
+{
+	char line[1024], *a;
+	size_t lineno = 0;
+
+	memset(out, 0, sizeof(*out));
+	*bad = *first_bad = 0;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		lineno++;
+		a = address_of_line(line);
+		if (*a == '\0')
+			continue;
+		if (!address_valid(a)) {
+			if ((*bad)++ == 0)
+				*first_bad = lineno;
+			continue;
+		}
+		if (addr_push(out, a) == -1) {
+			addr_list_free(out);
+			errno = ENOMEM;
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int
 list_addresses(const char *listdir, const char *name, const char *file,
     struct addr_list *out, size_t *bad, char *err, size_t errlen)
 {
-	char path[1024], line[1024], *a;
+	char path[1024];
+	size_t first;
 	FILE *f;
+	int rc;
 
 	memset(out, 0, sizeof(*out));
 	*bad = 0;
@@ -104,23 +149,16 @@ list_addresses(const char *listdir, const char *name, const char *file,
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
-	while (fgets(line, sizeof(line), f) != NULL) {
-		a = address_of_line(line);
-		if (*a == '\0')
-			continue;
-		if (!address_valid(a)) {
-			(*bad)++;
-			continue;
-		}
-		if (addr_push(out, a) == -1) {
-			snprintf(err, errlen, "%s: out of memory", path);
-			fclose(f);
-			addr_list_free(out);
-			return -1;
-		}
-	}
+	if ((rc = addr_list_read(f, out, bad, &first)) == -1)
+		snprintf(err, errlen, "%s: out of memory", path);
 	fclose(f);
-	return 0;
+	return rc;
+}
+
+int
+addr_list_add(struct addr_list *l, const char *a)
+{
+	return addr_push(l, a);
 }
 
 void
@@ -153,10 +191,9 @@ list_enabled_members(const char *listdir, const char *name,
 		addr_list_free(out);
 		return -1;
 	}
-	qsort(off.v, off.n, sizeof(*off.v), address_cmp);
+	addr_list_sort(&off);
 	for (i = 0; i < out->n; i++) {
-		if (bsearch(&out->v[i], off.v, off.n, sizeof(*off.v),
-		    address_cmp) != NULL)
+		if (addr_list_has(&off, out->v[i]))
 			free(out->v[i]);
 		else
 			out->v[kept++] = out->v[i];
@@ -164,4 +201,67 @@ list_enabled_members(const char *listdir, const char *name,
 	out->n = kept;
 	addr_list_free(&off);
 	return 0;
+}
+
+int
+address_compare(const char *a, const char *b)
+{
+	return address_cmp(&a, &b);
+}
+
+void
+addr_list_sort(struct addr_list *l)
+{
+	if (l->n > 1)
+		qsort(l->v, l->n, sizeof(*l->v), address_cmp);
+}
+
+bool
+addr_list_has(const struct addr_list *l, const char *a)
+{
+	return l->n > 0 && bsearch(&a, l->v, l->n, sizeof(*l->v),
+	    address_cmp) != NULL;
+}
+
+/* Orders slots of one array by address, then by position. */
+static int
+slot_cmp(const void *pa, const void *pb)
+{
+	char **const *a = pa, **const *b = pb;
+	int c = address_cmp(*a, *b);
+
+	if (c != 0)
+		return c;
+	return *a < *b ? -1 : *a > *b;
+}
+
+long
+addr_list_fold(struct addr_list *l)
+{
+	char ***by;
+	size_t i, head = 0, kept = 0;
+	long gone = 0;
+
+	if (l->n < 2)
+		return 0;
+	if ((by = reallocarray(NULL, l->n, sizeof(*by))) == NULL)
+		return -1;
+	for (i = 0; i < l->n; i++)
+		by[i] = &l->v[i];
+	qsort(by, l->n, sizeof(*by), slot_cmp);
+	for (i = 1; i < l->n; i++) {
+		if (!address_equal(*by[head], *by[i])) {
+			head = i;
+			continue;
+		}
+		free(*by[i]);
+		*by[i] = NULL;
+		gone++;
+	}
+	free(by);
+	for (i = 0; i < l->n; i++)
+		if (l->v[i] != NULL)
+			l->v[kept++] = l->v[i];
+	l->n = kept;
+	return gone;
 }

@@ -18,6 +18,13 @@
 
 static const char *log_ident = "listq";
 static int log_flags;
+static log_hook_fn log_hook;
+
+void
+log_set_hook(log_hook_fn fn)
+{
+	log_hook = fn;
+}
 
 void
 log_init(const char *ident, int flags)
@@ -38,6 +45,8 @@ log_line(int prio, const char *qid, const char *fmt, va_list ap)
 	for (p = text; *p != '\0'; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = '?';
+	if (log_hook != NULL)
+		log_hook(prio, qid, text);
 	if (qid != NULL)
 		syslog(prio, "%s: %s", qid, text);
 	else

@@ -15,6 +15,13 @@
 void	log_init(const char *ident, int flags);
 void	log_msg(int prio, const char *qid, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
+/*
+ * Called with every line logged from then on (after control characters
+ * are replaced), before it is written: lets a listqd worker count the
+ * deliveries it logs.  NULL removes it.
+ */
+typedef void (*log_hook_fn)(int prio, const char *qid, const char *text);
+void	log_set_hook(log_hook_fn fn);
 /* Logs at LOG_ERR (LOG_WARNING for EX_TEMPFAIL) and exit(3)s with ex. */
 void	log_exit(int ex, const char *qid, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4), noreturn));

@@ -34,6 +34,7 @@ struct rcpt_status {
 	int		 code;		/* last reply code, 0: none */
 	char		 dsn[16];	/* enhanced status, "" if none */
 	char		*reply;		/* last reply text, never NULL */
+	int		 fresh;		/* failed in this attempt (not saved) */
 };
 
 struct state {

@@ -5,8 +5,12 @@
  * daemon_teardown(): SIGTERM, a bounded wait, then SIGKILL.  Every wait
  * is bounded in time.
  */
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -119,15 +123,23 @@ write_text(const char *path, const char *text)
 void
 sink_start(struct sink *s, const char *rules, int port, bool chunking)
 {
+	sink_start_args(s, rules, port, chunking, NULL);
+}
+
+void
+sink_start_args(struct sink *s, const char *rules, int port, bool chunking,
+    const char *const *extra)
+{
+	static int nth;
 	char portfile[600], rulefile[600], portarg[16], buf[32];
 	const char *sink = getenv("LISTQ_TEST_SINK");
-	const char *argv[16];
+	const char *argv[32];
 	int n = 0, fd;
 	pid_t pid;
 
 	cr_assert_not_null(sink, "LISTQ_TEST_SINK is not set");
 	memset(s, 0, sizeof(*s));
-	snprintf(s->dir, sizeof(s->dir), "%s.sink", T.spool);
+	snprintf(s->dir, sizeof(s->dir), "%s.sink%d", T.spool, nth++);
 	snprintf(portfile, sizeof(portfile), "%s.port", s->dir);
 	snprintf(rulefile, sizeof(rulefile), "%s.rules", s->dir);
 	snprintf(portarg, sizeof(portarg), "%d", port);
@@ -150,6 +162,8 @@ sink_start(struct sink *s, const char *rules, int port, bool chunking)
 		argv[n++] = "-r";
 		argv[n++] = rulefile;
 	}
+	while (extra != NULL && *extra != NULL && n < 31)
+		argv[n++] = *extra++;
 	argv[n] = NULL;
 	if ((pid = fork()) == 0) {
 		int null = open("/dev/null", O_WRONLY);
@@ -406,4 +420,20 @@ make_list(const char *name, size_t members)
 	snprintf(path, sizeof(path), "%s/%s/members", T.lists, name);
 	write_owned(path, text);
 	free(text);
+}
+
+/* A loopback TCP port with nothing listening, free when asked. */
+int
+unused_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+	    .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	cr_assert_neq(fd, -1);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	close(fd);
+	return ntohs(sa.sin_port);
 }

@@ -38,6 +38,9 @@ struct daemon {
  * chunking: offer CHUNKING (BDAT), as Postfix's smtpd does.
  */
 void	sink_start(struct sink *s, const char *rules, int port, bool chunking);
+/* The same, with more sink options (NULL-terminated), e.g. "-T", "c:k". */
+void	sink_start_args(struct sink *s, const char *rules, int port,
+	    bool chunking, const char *const *extra);
 void	sink_stop(struct sink *s);
 size_t	sink_count(const struct sink *s);
 /* Every recorded transaction, in order; returns how many. */
@@ -62,6 +65,9 @@ void	make_list(const char *name, size_t members);
 
 /* Polls cond every 20 ms for at most ms; true once it holds. */
 bool	wait_until(bool (*cond)(void *), void *arg, int ms);
+
+/* A loopback TCP port with nothing listening, free when asked. */
+int	unused_port(void);
 
 /* Stops every process the harness started; the .fini of daemon tests. */
 void	daemon_teardown(void);

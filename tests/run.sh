@@ -30,6 +30,7 @@ if [ "$(id -u)" = 0 ]; then
 	install_wrapper "$BUILD/check-root/listq-wrapper" "$root/caps" caps
 	install_wrapper "$BUILD/check-root/listq-wrapper" "$root/setuid" setuid
 	export LISTQ_TEST_LISTQD="$top/$BUILD/check-root/listqd"
+	export LISTQ_TEST_LISTQ="$top/$BUILD/check-root/listq"
 	install -m 0644 "$BUILD/tests/preload.so" "$root/preload.so"
 	export LISTQ_TEST_WRAPPER="$root/caps/listq-wrapper"
 	export LISTQ_TEST_SETUID_WRAPPER="$root/setuid/listq-wrapper"
@@ -44,6 +45,7 @@ else
 	build_wrapper "$dev" "$(id -u)" "$(id -g)" 65534 "$dev/spool" "$dev/lists"
 	export LISTQ_TEST_WRAPPER="$dev/listq-wrapper"
 	export LISTQ_TEST_LISTQD="$dev/listqd"
+	export LISTQ_TEST_LISTQ="$dev/listq"
 	export LISTQ_TEST_SPOOL="$dev/spool" LISTQ_TEST_LISTS="$dev/lists"
 	export LISTQ_TEST_SVC_UID=$(id -u) LISTQ_TEST_SVC_GID=$(id -g)
 	export LISTQ_TEST_PRELOAD="$top/$BUILD/tests/preload.so"

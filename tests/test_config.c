@@ -81,6 +81,10 @@ Test(config, errors_name_file_line_and_key)
 		{ "min_backoff = 2h\nmax_backoff = 1h\n", "min_backoff exceeds" },
 		{ "recipient_delimiter = ++\n", "recipient_delimiter" },
 		{ "smtp_auth_user = u\n", "needs smtp_auth_password_file" },
+		{ "smarthost = 127.0.0.1:\n", "smarthost: a relay port" },
+		{ "smarthost = a:25, b:70000\n", "smarthost: a relay port" },
+		{ "smarthost = :25\n", "smarthost: a relay without a host" },
+		{ "smarthost = ,\n", "smarthost: empty" },
 	};
 	struct config c;
 	char err[256];

@@ -282,14 +282,32 @@ Test(listqd, partial_451_retried_without_duplicates, .init = setup,
 	cr_assert_eq(log_count(&D, "status=sent"), 10);
 }
 
-/* Mixed 550/451/250 in one transaction, each handled per recipient. */
-Test(listqd, permanent_failures_held_not_retried, .init = setup,
+/* A transaction from the null sender to rcpt: a DSN; its data, or NULL. */
+static char *
+find_dsn(const struct sink *s, const char *rcpt, size_t *count)
+{
+	struct txn *t;
+	size_t n = sink_load(s, &t), i;
+	char *data = NULL;
+
+	*count = 0;
+	for (i = 0; i < n; i++)
+		if (strcmp(t[i].from, "<>") == 0 && t[i].nrcpt == 1 &&
+		    strcmp(t[i].rcpt[0], rcpt) == 0 && (*count)++ == 0)
+			data = strdup(t[i].data);
+	txns_free(t, n);
+	return data;
+}
+
+/*
+ * Mixed 550/451/250 in one transaction, each handled per recipient: the
+ * 550s are logged once and never retried, and reported in one DSN.
+ */
+Test(listqd, permanent_failures_reported_not_retried, .init = setup,
     .fini = teardown, .timeout = 60)
 {
-	char held[1024];
-	struct dirent *de;
-	size_t files = 0;
-	DIR *d;
+	size_t dsns;
+	char *dsn;
 
 	make_list("eps", 6);
 	sink_start(&S, "rcpt m[01]@members.example 550 5.1.1 no such user\n"
@@ -298,23 +316,27 @@ Test(listqd, permanent_failures_held_not_retried, .init = setup,
 	daemon_start(&D, 1);
 	post("eps", 0);
 	{
-		struct want w = { &S, 4 };
+		struct want w = { &S, 5 };	/* 4 members and the DSN */
 
 		cr_assert(wait_until(have_copies, &w, WAIT_MS));
 	}
 	cr_assert(wait_until(queue_empty, NULL, WAIT_MS));
 	cr_assert_eq(daemon_stop(&D), 0);
-	cr_assert_eq(copies(&S), 4);
+	cr_assert_eq(copies(&S), 5);
 	cr_assert_eq(log_count(&D, "status=failed (550 5.1.1 no such user)"),
 	    2, "each 550 logged once, never retried");
 	cr_assert_eq(log_count(&D, "status=deferred"), 1);
-	cr_assert_eq(log_count(&D, "moved to hold/: 2 recipients failed"), 1);
-	snprintf(held, sizeof(held), "%s/hold", T.spool);
-	cr_assert_not_null(d = opendir(held));
-	while ((de = readdir(d)) != NULL)
-		files += de->d_name[0] != '.';
-	closedir(d);
-	cr_assert_eq(files, 2, "hold/ must keep the message and its state");
+	cr_assert_eq(log_count(&D, "sender non-delivery notification"), 1);
+	dsn = find_dsn(&S, "<eps-bounces@example.org>", &dsns);
+	cr_assert_eq(dsns, 1);
+	cr_assert_not_null(strstr(dsn, "Final-Recipient: rfc822; "
+	    "m0@members.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"),
+	    "%s", dsn);
+	cr_assert_not_null(strstr(dsn, "Final-Recipient: rfc822; "
+	    "m1@members.example\r\n"));
+	cr_assert_null(strstr(dsn, "m2@members.example"), "m2 was delivered");
+	free(dsn);
+	cr_assert_eq(tmp_count(), 0);
 }
 
 /* 421 at DATA and a connection dropped mid-DATA: retried, nothing lost. */
@@ -358,22 +380,6 @@ Test(listqd, looping_post_goes_to_owners, .init = setup, .fini = teardown,
 	    "members"), 1);
 }
 
-/* A loopback port with nothing listening, free at the time of asking. */
-static int
-free_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET,
-	    .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	cr_assert_neq(fd, -1);
-	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	close(fd);
-	return ntohs(sa.sin_port);
-}
-
 /* CPU seconds used so far by pid and its children (the workers). */
 static double
 cpu_seconds(pid_t pid)
@@ -410,7 +416,7 @@ cpu_seconds(pid_t pid)
 Test(listqd, smarthost_down_then_up, .init = setup, .fini = teardown,
     .timeout = 90)
 {
-	int port = free_port();
+	int port = unused_port();
 	double before, used;
 
 	make_list("theta", 2);
@@ -458,6 +464,8 @@ workers_of(pid_t master, pid_t *out, size_t max)
 	return n;
 }
 
+static pid_t killed;		/* the worker kill_worker_in_flight killed */
+
 /* Is the (only) worker of D in the middle of an SMTP session? */
 static bool
 worker_delivering(void *arg)
@@ -468,7 +476,7 @@ worker_delivering(void *arg)
 	int fd;
 
 	(void)arg;
-	if (workers_of(D.pid, &pid, 1) != 1)
+	if (workers_of(D.pid, &pid, 1) != 1 || pid == killed)
 		return false;
 	snprintf(path, sizeof(path), "/proc/%ld/cmdline", (long)pid);
 	if ((fd = open(path, O_RDONLY)) == -1)
@@ -479,16 +487,26 @@ worker_delivering(void *arg)
 	return strstr(title, "delivering") != NULL;
 }
 
-static pid_t
-kill_worker_in_flight(void)
+/* The killed worker is gone (reaped by the master). */
+static bool
+worker_gone(void *arg)
 {
 	pid_t pid;
 
+	(void)arg;
+	return workers_of(D.pid, &pid, 1) == 0 || pid != killed;
+}
+
+/* SIGKILLs the worker in mid-session and waits until it is gone. */
+static pid_t
+kill_worker_in_flight(void)
+{
 	cr_assert(wait_until(worker_delivering, NULL, WAIT_MS),
 	    "the worker never started delivering");
-	cr_assert_eq(workers_of(D.pid, &pid, 1), 1);
-	cr_assert_eq(kill(pid, SIGKILL), 0);
-	return pid;
+	cr_assert_eq(workers_of(D.pid, &killed, 1), 1);
+	cr_assert_eq(kill(killed, SIGKILL), 0);
+	cr_assert(wait_until(worker_gone, NULL, WAIT_MS));
+	return killed;
 }
 
 /* SIGKILL in mid-transaction: restarted, delivered, no second copy. */
@@ -527,6 +545,14 @@ corrupt_has_entry(void *arg)
 	return n == 1;
 }
 
+static bool
+quarantine_logged(void *arg)
+{
+	(void)arg;
+	return log_count(&D, "moved to corrupt/: it crashed its worker 3 "
+	    "times") == 1;
+}
+
 /* An entry whose delivery kills its worker 3 times goes to corrupt/. */
 Test(listqd, poison_entry_quarantined, .init = setup, .fini = teardown,
     .timeout = 120)
@@ -541,8 +567,7 @@ Test(listqd, poison_entry_quarantined, .init = setup, .fini = teardown,
 	cr_assert(wait_until(corrupt_has_entry, NULL, WAIT_MS),
 	    "the poison entry was not quarantined");
 	cr_assert_eq(queue_count(NULL, 0), 0);
-	cr_assert_eq(log_count(&D, "moved to corrupt/: it crashed its worker "
-	    "3 times"), 1);
+	cr_assert(wait_until(quarantine_logged, NULL, WAIT_MS));
 	cr_assert_eq(sink_count(&S), 0);
 }
 
@@ -701,21 +726,54 @@ Test(listqd, flush_retries_deferred_now, .init = setup, .fini = teardown,
 	assert_each_once(&S, 1, 2);
 }
 
-/* Past max_queue_lifetime a deferred recipient fails and is held. */
+/*
+ * Past max_queue_lifetime a deferred recipient fails (4.4.7) and the
+ * sender gets a DSN saying so; before that, one delay warning.
+ */
 Test(listqd, lifetime_expires_deferred, .init = setup, .fini = teardown,
     .timeout = 60)
 {
+	size_t dsns, warnings;
+	char *dsn, *warn;
+
 	make_list("xi", 2);
 	sink_start(&S, "rcpt m0@members.example 451 4.3.0 never\n", 0, false);
-	daemon_config(&D, S.port, "max_queue_lifetime = 3s\n");
+	daemon_config(&D, S.port, "max_queue_lifetime = 4s\n"
+	    "delay_warning_time = 1s\n");
 	daemon_start(&D, 1);
 	post("xi", 0);
 	cr_assert(wait_until(queue_empty, NULL, WAIT_MS));
+	{
+		struct want w = { &S, 3 };	/* m1, the warning, the DSN */
+
+		cr_assert(wait_until(have_copies, &w, WAIT_MS));
+	}
 	cr_assert_eq(daemon_stop(&D), 0);
-	cr_assert_eq(copies(&S), 1);
 	cr_assert_eq(log_count(&D, "dsn=4.4.7, status=failed (delivery time "
 	    "expired)"), 1);
-	cr_assert_eq(log_count(&D, "moved to hold/: 1 recipient failed"), 1);
+	cr_assert_eq(log_count(&D, "sender delay notification"), 1,
+	    "one delay warning per entry");
+	cr_assert_eq(log_count(&D, "sender non-delivery notification"), 1);
+	dsn = find_dsn(&S, "<xi-bounces@example.org>", &dsns);
+	cr_assert_eq(dsns, 2, "a warning and a failure report");
+	free(dsn);
+	warn = NULL;
+	{
+		struct txn *t;
+		size_t n = sink_load(&S, &t), i;
+
+		for (i = 0, warnings = 0; i < n; i++)
+			if (strstr(t[i].data, "Action: delayed") != NULL)
+				warnings++;
+			else if (strstr(t[i].data, "Status: 4.4.7") != NULL)
+				warn = strdup(t[i].data);
+		txns_free(t, n);
+	}
+	cr_assert_eq(warnings, 1);
+	cr_assert_not_null(warn, "no DSN with Status: 4.4.7");
+	cr_assert_not_null(strstr(warn, "Final-Recipient: rfc822; "
+	    "m0@members.example"));
+	free(warn);
 }
 
 /* The master removes tmp/ files older than a day, and only those. */
@@ -797,4 +855,49 @@ Test(listqd, disabled_members_skipped, .init = setup, .fini = teardown,
 			    "disabled member %s got the post", t[i].rcpt[k]);
 	txns_free(t, n);
 	cr_assert_eq(copies(&S), 3);
+}
+
+static bool
+five_arrived(void *arg)
+{
+	(void)arg;
+	return sink_count(&S) >= 5;
+}
+
+/*
+ * A worker killed in the middle of a long session: every transaction the
+ * relay had acknowledged is already recorded, so at most the one in
+ * flight is sent again (invariant 4), however long the session was.
+ */
+Test(listqd, kill_mid_session_repeats_at_most_one, .init = setup,
+    .fini = teardown, .timeout = 120)
+{
+	unsigned int *count;
+	size_t total = 0;
+	pid_t pid;
+	int i;
+
+	make_list("rho", 1);
+	sink_start(&S, "stall DOT 0.1\n", 0, false);
+	for (i = 0; i < 30; i++)
+		post("rho", i);
+	daemon_config(&D, S.port, NULL);
+	daemon_start(&D, 1);
+	cr_assert(wait_until(five_arrived, NULL, WAIT_MS));
+	cr_assert_eq(workers_of(D.pid, &pid, 1), 1);
+	cr_assert_eq(kill(pid, SIGKILL), 0);
+	{
+		struct want w = { &S, 30 };
+
+		cr_assert(wait_until(have_copies, &w, WAIT_MS));
+	}
+	cr_assert(wait_until(queue_empty, NULL, WAIT_MS));
+	count = tally(&S, 30, 1);
+	for (i = 0; i < 30; i++) {
+		cr_assert(count[i] >= 1, "msg-%04d lost", i);
+		total += count[i];
+	}
+	free(count);
+	cr_assert_leq(total, 31, "%zu copies of 30 messages: more than the "
+	    "transaction in flight was repeated", total);
 }

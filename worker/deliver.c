@@ -33,6 +33,9 @@
 #include "list.h"
 #include "log.h"
 #include "msghead.h"
+#include "incoming.h"
+#include "notify.h"
+#include "relay.h"
 #include "settings.h"
 #include "smtp.h"
 #include "sockopt.h"
@@ -52,10 +55,14 @@ struct job {
 	off_t		 insert_at;
 	size_t		 first, count;	/* its transactions in the session */
 	int		 skip;		/* nothing to send this time */
+	int		 verp;		/* one transaction per recipient */
+	int		 settled;	/* attempt over, state written */
+	int		 snapshot;	/* recipients expanded just now */
 };
 
 struct session {
 	struct smtp_msg	*msgs;
+	char		**senders;	/* VERP senders, owned, one per msg */
 	size_t		 n, cap;
 	char		 relay[128];
 };
@@ -161,7 +168,51 @@ make_prepend(struct job *j, const struct list_conf *lc)
 	    lc->name, domain, lc->address, lc->name, domain, lc->address);
 }
 
-/* The recipient snapshot, taken once per entry. */
+/* A send entry (DSN, notice) carries its envelope in its header. */
+static int
+expand_send(struct job *j, const char **why)
+{
+	strlcpy(j->st.sender, j->h.sender, sizeof(j->st.sender));
+	if (state_add_rcpt(&j->st, j->h.rcpt) == -1) {
+		*why = "out of memory";
+		return -1;
+	}
+	log_msg(LOG_INFO, j->e.id, "list=%s, command=send, from=<%s>, "
+	    "nrcpt=1", j->h.list, j->st.sender);
+	return 0;
+}
+
+static int open_entry(struct job *);
+
+/*
+ * Does the message have a byte >= 0x80 (BODY=8BITMIME)?  One pass in
+ * 64 KiB preads, once per entry, when the snapshot is taken; an unread
+ * file counts as 7-bit (the relay then gets no BODY= at all).
+ */
+static unsigned int
+scan_8bit(struct job *j)
+{
+	unsigned char *buf = malloc(65536);
+	off_t off = (off_t)j->body;
+	ssize_t n, i;
+	int fd = open_entry(j);
+
+	n = buf == NULL || fd == -1 ? -1 : 0;
+	while (n != -1 && (n = pread(fd, buf, 65536, off)) > 0) {
+		for (i = 0; i < n; i++)
+			if (buf[i] >= 0x80)
+				break;
+		if (i < n)
+			break;
+		off += n;
+	}
+	if (fd != -1)
+		close(fd);
+	free(buf);
+	return n > 0;
+}
+
+/* The recipient snapshot, taken once per entry (lc NULL: a send entry). */
 static int
 expand(struct job *j, const char *head, const struct list_conf *lc,
     const char **why)
@@ -171,6 +222,10 @@ expand(struct job *j, const char *head, const struct list_conf *lc,
 	    "owners";
 	struct addr_list al;
 	size_t i, bad;
+
+	j->st.eightbit = scan_8bit(j);
+	if (lc == NULL)
+		return expand_send(j, why);
 
 	if (strcmp(file, "members") == 0 && head != NULL &&
 	    has_loop(head, lc->address)) {
@@ -201,6 +256,24 @@ expand(struct job *j, const char *head, const struct list_conf *lc,
 	return 0;
 }
 
+/* An entry that needs no delivery (a processed bounce) leaves the spool. */
+static void
+consume(struct worker *w, struct job *j)
+{
+	char st[QID_SIZE + sizeof(STATE_SUFFIX)];
+
+	(void)w;
+	snprintf(st, sizeof(st), "%s%s", j->e.id, STATE_SUFFIX);
+	if (unlinkat(j->bucketfd, j->e.id, 0) == -1) {
+		log_msg(LOG_ERR, j->e.id, "cannot remove: %s", strerror(errno));
+		return;
+	}
+	unlinkat(j->bucketfd, st, 0);
+	fsync(j->bucketfd);
+	log_msg(LOG_INFO, j->e.id, "removed (bounce processed)");
+	j->skip = 2;
+}
+
 /*
  * A state with no recipient and no attempt only counts crashes: its
  * snapshot is still to be taken.
@@ -211,7 +284,7 @@ expanded(const struct state *st)
 	return st->n > 0 || st->attempts > 0;
 }
 
-static int load_or_expand(struct worker *, struct job *, const char *,
+static int load_or_expand(struct worker *, struct job *, int, const char *,
     const struct list_conf *);
 
 /* Loads the state or takes the snapshot; -1: nothing to send now. */
@@ -223,6 +296,8 @@ load_state(struct worker *w, struct job *j, int fd)
 	char *head;
 	int rc;
 
+	if (strcmp(j->h.command, "send") == 0)
+		return load_or_expand(w, j, fd, NULL, NULL);
 	if (list_conf_load(LISTDIR, j->h.list, &lc, err, sizeof(err)) == -1) {
 		move_aside(w, j, w->holdfd, SPOOL_HOLD, err);
 		return -1;
@@ -230,14 +305,15 @@ load_state(struct worker *w, struct job *j, int fd)
 	make_prepend(j, &lc);
 	head = msghead_read(fd, j->body);
 	prefix_subject(j, head, lc.subject_prefix);
-	rc = load_or_expand(w, j, head, &lc);
+	j->verp = lc.verp;
+	rc = load_or_expand(w, j, fd, head, &lc);
 	free(head);
 	return rc;
 }
 
 /* The state of j, or its snapshot when it has none yet. */
 static int
-load_or_expand(struct worker *w, struct job *j, const char *head,
+load_or_expand(struct worker *w, struct job *j, int fd, const char *head,
     const struct list_conf *lc)
 {
 	const char *why = NULL;
@@ -257,11 +333,17 @@ load_or_expand(struct worker *w, struct job *j, const char *head,
 		j->e.next = time(NULL) + w->ctx->cfg.min_backoff;
 		return -1;
 	}
+	if (strcmp(j->h.command, "bounces") == 0 && incoming_bounce(w, &j->h,
+	    fd, j->body, lc) == 1) {
+		consume(w, j);
+		return -1;
+	}
 	if (expand(j, head, lc, &why) == -1) {
 		move_aside(w, j, w->holdfd, SPOOL_HOLD, why);
 		return -1;
 	}
 	j->st.crashes = crashes;
+	j->snapshot = 1;
 	return 0;
 }
 
@@ -351,6 +433,7 @@ expire(struct job *j, const struct config *c, time_t now)
 			continue;
 		state_set_rcpt(&j->st.r[i], RCPT_FAILED, j->st.r[i].code,
 		    "4.4.7", "delivery time expired");
+		j->st.r[i].fresh = 1;
 		log_rcpt(j, &j->st.r[i], "none", now_f());
 		n++;
 	}
@@ -363,26 +446,69 @@ session_add(struct session *s)
 	struct smtp_msg *m;
 	size_t cap;
 
+	char **v;
+
 	if (s->n == s->cap) {
 		cap = s->cap == 0 ? 16 : s->cap * 2;
 		if ((m = reallocarray(s->msgs, cap, sizeof(*m))) == NULL)
 			return NULL;
 		s->msgs = m;
+		if ((v = reallocarray(s->senders, cap, sizeof(*v))) == NULL)
+			return NULL;
+		s->senders = v;
 		s->cap = cap;
 	}
+	s->senders[s->n] = NULL;
 	m = &s->msgs[s->n++];
 	memset(m, 0, sizeof(*m));
 	m->fd = -1;
 	return m;
 }
 
-/* One transaction per chunk of recipients still to be done. */
+/*
+ * VERP: the envelope sender name-bounces+user=host@domain for the member
+ * user@host, so that a bounce names its member by its address alone.
+ */
 static int
-add_transactions(struct session *s, struct job *j, size_t max_rcpts)
+verp_sender(struct session *s, struct smtp_msg *m, const char *sender,
+    const char *rcpt, char delim)
+{
+	const char *at = strrchr(sender, '@'), *rat = strrchr(rcpt, '@');
+	char *v;
+
+	if (asprintf(&v, "%.*s%c%.*s=%s%s", (int)(at - sender), sender, delim,
+	    (int)(rat - rcpt), rcpt, rat + 1, at) == -1)
+		return -1;
+	s->senders[s->n - 1] = v;
+	m->sender = v;
+	return 0;
+}
+
+/* For SIZE=: the message as sent, prepend and insert included; 0 unknown. */
+static off_t
+message_size(const struct job *j, int fd)
+{
+	struct stat sb;
+
+	if (fstat(fd, &sb) == -1 || sb.st_size < (off_t)j->body)
+		return 0;
+	return sb.st_size - (off_t)j->body + (off_t)strlen(j->prepend) +
+	    (off_t)strlen(j->insert);
+}
+
+/*
+ * One transaction per chunk of recipients still to be done; per
+ * recipient, with its own envelope sender, when the list uses VERP.
+ */
+static int
+add_transactions(struct session *s, struct job *j, size_t max_rcpts,
+    char delim)
 {
 	struct smtp_msg *m = NULL;
 	size_t i;
 
+	if (j->verp)
+		max_rcpts = 1;
 	j->first = s->n;
 	for (i = 0; i < j->st.n; i++) {
 		if (j->st.r[i].st == RCPT_SENT || j->st.r[i].st == RCPT_FAILED)
@@ -393,10 +519,16 @@ add_transactions(struct session *s, struct job *j, size_t max_rcpts)
 			    NULL || (m->fd = open_entry(j)) == -1 ||
 			    lseek(m->fd, (off_t)j->body, SEEK_SET) == -1)
 				return -1;
+			m->app = j;
 			m->sender = j->st.sender;
 			m->prepend = j->prepend;
 			m->insert = j->insert[0] != '\0' ? j->insert : NULL;
 			m->insert_at = j->insert_at;
+			m->size = message_size(j, m->fd);
+			m->eightbit = (int)j->st.eightbit;
+			if (j->verp && verp_sender(s, m, j->st.sender,
+			    j->st.r[i].addr, delim) == -1)
+				return -1;
 		}
 		m->rcpts[m->nrcpts++].addr = j->st.r[i].addr;
 	}
@@ -413,75 +545,34 @@ session_free(struct session *s)
 		if (s->msgs[i].fd != -1)
 			close(s->msgs[i].fd);
 		free(s->msgs[i].rcpts);
+		free(s->senders[i]);
 	}
 	free(s->msgs);
+	free(s->senders);
 	memset(s, 0, sizeof(*s));
 }
 
-/*
- * Tries the relays of smarthost in order until one holds a session.
- * Returns 0 when a session ran, -1 when none could be reached.
- */
-static int
-run_session(struct worker *w, struct session *s)
-{
-	const struct config *c = &w->ctx->cfg;
-	char list[CONFIG_STR_MAX], *p = list, *item, *colon;
-	struct smtp_relay r;
-
-	strlcpy(list, c->smarthost, sizeof(list));
-	while ((item = strsep(&p, ",")) != NULL) {
-		while (*item == ' ')
-			item++;
-		if (*item == '\0')
-			continue;
-		memset(&r, 0, sizeof(r));
-		r.host = item;
-		if ((colon = strrchr(item, ':')) != NULL) {
-			*colon = '\0';
-			r.port = colon + 1;
-		}
-		r.connect_timeout = (int)c->connect_timeout;
-		r.cmd_timeout = (int)c->command_timeout;
-		r.data_timeout = (int)c->data_timeout;
-		r.helo = c->helo_name;
-		r.tls = (int)c->smtp_tls;
-		r.tls_ca_file = c->smtp_tls_ca_file[0] ? c->smtp_tls_ca_file :
-		    NULL;
-		r.auth_user = c->smtp_auth_user[0] ? c->smtp_auth_user : NULL;
-		r.auth_password_file = c->smtp_auth_password_file;
-		if (smtp_deliver(&r, s->msgs, s->n, s->relay,
-		    sizeof(s->relay)) == 0)
-			return 0;
-		log_msg(LOG_WARNING, NULL, "relay %s:%s: %s", r.host,
-		    r.port != NULL ? r.port : "25", s->msgs[0].reply);
-	}
-	return -1;
-}
-
-/* Copies the outcome of each recipient of j's transactions into its state. */
+/* Copies the outcome of each recipient of one transaction into j's state. */
 static void
-record(struct job *j, const struct session *s, double now)
+record_msg(struct job *j, const struct smtp_msg *m, const char *relay,
+    double now)
 {
-	const struct smtp_msg *m;
 	struct rcpt_status *r;
-	size_t t, k, i = 0;
 	enum rcpt_state st;
+	size_t k, i = 0;
 
-	for (t = j->first; t < j->first + j->count; t++) {
-		m = &s->msgs[t];
-		for (k = 0; k < m->nrcpts; k++) {
-			while (i < j->st.n && j->st.r[i].addr != m->rcpts[k].addr)
-				i++;
-			if (i == j->st.n)
-				return;
-			r = &j->st.r[i];
-			st = m->rcpts[k].status == 2 ? RCPT_SENT :
-			    m->rcpts[k].status == 5 ? RCPT_FAILED : RCPT_DEFERRED;
-			state_set_rcpt(r, st, m->rcpts[k].code,
-			    m->rcpts[k].enh, m->rcpts[k].reply);
-			log_rcpt(j, r, s->relay, now);
-		}
+	for (k = 0; k < m->nrcpts; k++) {
+		while (i < j->st.n && j->st.r[i].addr != m->rcpts[k].addr)
+			i++;
+		if (i == j->st.n)
+			return;
+		r = &j->st.r[i];
+		st = m->rcpts[k].status == 2 ? RCPT_SENT :
+		    m->rcpts[k].status == 5 ? RCPT_FAILED : RCPT_DEFERRED;
+		state_set_rcpt(r, st, m->rcpts[k].code, m->rcpts[k].enh,
+		    m->rcpts[k].reply);
+		r->fresh = st == RCPT_FAILED;
+		log_rcpt(j, r, relay, now);
 	}
 }
 
@@ -504,19 +595,100 @@ remove_entry(struct worker *w, struct job *j, unsigned char *dirty)
 	j->skip = 2;
 }
 
-/* After an attempt: leave, move to hold/, or save and reschedule. */
+static void undo_failures(struct job *, int);
+
+/*
+ * DSNs after an attempt: one for the recipients that failed in it (on
+ * failure to queue it they are deferred again, so that nothing is lost),
+ * and one delay warning per entry past delay_warning_time.
+ */
 static void
-finish(struct worker *w, struct job *j, time_t now, unsigned char *dirty)
+report(struct worker *w, struct job *j, const char *relay, time_t now)
+{
+	const struct config *c = &w->ctx->cfg;
+	char id[QID_SIZE];
+	size_t i, fresh = 0, todo = 0;
+	int fd, rc, warn;
+
+	for (i = 0; i < j->st.n; i++) {
+		fresh += j->st.r[i].st == RCPT_FAILED && j->st.r[i].fresh;
+		todo += j->st.r[i].st == RCPT_DEFERRED;
+	}
+	warn = todo > 0 && !j->st.warned && c->delay_warning_time > 0 &&
+	    now - j->h.arrival_sec >= (time_t)c->delay_warning_time;
+	if ((fresh == 0 && !warn) || (fd = open_entry(j)) == -1)
+		return;
+	if (fresh > 0) {
+		rc = notify_dsn(w, DSN_FAILED, &j->h, fd, j->body, &j->st, relay,
+		    id);
+		if (rc == 0)
+			log_msg(LOG_INFO, j->e.id, "sender non-delivery "
+			    "notification: %s", id);
+		else if (rc == -1)
+			undo_failures(j, errno);
+	}
+	if (warn) {
+		rc = notify_dsn(w, DSN_DELAYED, &j->h, fd, j->body, &j->st,
+		    relay, id);
+		if (rc == 0)
+			log_msg(LOG_INFO, j->e.id, "sender delay notification: "
+			    "%s", id);
+		if (rc != -1)
+			j->st.warned = 1;
+	}
+	close(fd);
+}
+
+/* A DSN could not be queued: its recipients will be tried again. */
+static void
+undo_failures(struct job *j, int err)
+{
+	size_t i;
+
+	log_msg(LOG_ERR, j->e.id, "cannot queue a DSN (%s): failed "
+	    "recipients deferred instead", strerror(err));
+	for (i = 0; i < j->st.n; i++)
+		if (j->st.r[i].st == RCPT_FAILED && j->st.r[i].fresh) {
+			j->st.r[i].st = RCPT_DEFERRED;
+			j->st.r[i].fresh = 0;
+		}
+}
+
+/* Could a DSN go out for this entry at all? */
+static int
+dsn_possible(struct job *j)
+{
+	char *head;
+	int fd, ok;
+
+	if ((fd = open_entry(j)) == -1)
+		return 0;
+	head = msghead_read(fd, j->body);
+	close(fd);
+	ok = notify_dsn_allowed(&j->h, &j->st, head);
+	free(head);
+	return ok;
+}
+
+/*
+ * After an attempt: leave the spool (every recipient delivered, or
+ * failed with a DSN queued), move to hold/ (failed recipients that no
+ * DSN can report), or save the state and reschedule.
+ */
+static void
+finish(struct worker *w, struct job *j, const char *relay, time_t now,
+    unsigned char *dirty)
 {
 	size_t i, todo = 0, failed = 0;
 	char why[64];
 
+	report(w, j, relay, now);
 	for (i = 0; i < j->st.n; i++) {
 		todo += j->st.r[i].st == RCPT_PENDING ||
 		    j->st.r[i].st == RCPT_DEFERRED;
 		failed += j->st.r[i].st == RCPT_FAILED;
 	}
-	if (todo == 0 && failed == 0) {
+	if (todo == 0 && (failed == 0 || dsn_possible(j))) {
 		remove_entry(w, j, dirty);
 		return;
 	}
@@ -531,8 +703,8 @@ finish(struct worker *w, struct job *j, time_t now, unsigned char *dirty)
 		return;
 	}
 	if (todo == 0) {
-		snprintf(why, sizeof(why), "%zu recipient%s failed", failed,
-		    failed == 1 ? "" : "s");
+		snprintf(why, sizeof(why), "%zu recipient%s failed, no DSN "
+		    "possible", failed, failed == 1 ? "" : "s");
 		move_aside(w, j, w->holdfd, SPOOL_HOLD, why);
 		return;
 	}
@@ -555,7 +727,10 @@ log_session(const struct session *s)
 	    ss.nodelay == 1 ? "on" : "off", ss.rearms);
 }
 
-/* All relays down: keep every entry as it was and back the worker off. */
+/*
+ * All relays down: keep every entry as it was (only a snapshot taken just
+ * now is saved, once) and back the worker off.
+ */
 static void
 relays_down(struct worker *w, struct job *jobs, size_t n,
     const struct session *s)
@@ -563,7 +738,7 @@ relays_down(struct worker *w, struct job *jobs, size_t n,
 	size_t i;
 
 	for (i = 0; i < n; i++)
-		if (jobs[i].skip == 0 && jobs[i].st.attempts == 0 &&
+		if (jobs[i].skip == 0 && jobs[i].snapshot &&
 		    state_save(jobs[i].bucketfd, jobs[i].e.id, &jobs[i].st) ==
 		    -1)
 			log_msg(LOG_ERR, jobs[i].e.id, "saving state: %s",
@@ -618,11 +793,12 @@ prepare_all(struct worker *w, struct job *jobs, size_t n,
 			continue;
 		if (expire(&jobs[i], &w->ctx->cfg, now) > 0) {
 			jobs[i].st.attempts++;
-			finish(w, &jobs[i], now, dirty);
+			finish(w, &jobs[i], "none", now, dirty);
 			continue;
 		}
 		if (add_transactions(s, &jobs[i],
-		    w->ctx->cfg.max_rcpts_per_transaction) == -1) {
+		    w->ctx->cfg.max_rcpts_per_transaction,
+		    w->ctx->cfg.recipient_delimiter[0]) == -1) {
 			log_msg(LOG_ERR, jobs[i].e.id, "preparing the "
 			    "transactions: %s", strerror(errno));
 			jobs[i].e.next = now + w->ctx->cfg.min_backoff;
@@ -630,11 +806,73 @@ prepare_all(struct worker *w, struct job *jobs, size_t n,
 			continue;
 		}
 		if (jobs[i].count == 0)
-			finish(w, &jobs[i], now, dirty);
+			finish(w, &jobs[i], "none", now, dirty);
 		else
 			ready++;
 	}
 	return ready;
+}
+
+/* The attempt of j is over: count it and leave, hold or reschedule. */
+static void
+settle(struct worker *w, struct job *j, const char *relay,
+    unsigned char *dirty)
+{
+	time_t now = time(NULL);
+
+	j->st.attempts++;
+	if (j->st.first_attempt == 0)
+		j->st.first_attempt = now;
+	finish(w, j, relay, now, dirty);
+	j->settled = 1;
+}
+
+struct batch {			/* what txn_done needs */
+	struct worker	*w;
+	struct session	*s;
+	unsigned char	*dirty;
+};
+
+/*
+ * smtp.c calls this as each transaction ends: its recipients are recorded
+ * at once -- the entry settled after its last transaction, its state
+ * saved after an earlier one -- so a crash repeats at most the
+ * transaction in flight (invariant 4).  SIGTERM ends the session here.
+ */
+static int
+txn_done(struct smtp_msg *m, const char *relay, void *arg)
+{
+	struct batch *b = arg;
+	struct job *j = m->app;
+	size_t t = (size_t)(m - b->s->msgs);
+
+	record_msg(j, m, relay, now_f());
+	if (t + 1 == j->first + j->count)
+		settle(b->w, j, relay, b->dirty);
+	else if (state_save(j->bucketfd, j->e.id, &j->st) == -1)
+		log_msg(LOG_ERR, j->e.id, "saving state: %s", strerror(errno));
+	if (t + 1 < b->s->n)
+		worker_doing(b->w, "delivering",
+		    ((struct job *)b->s->msgs[t + 1].app)->e.id);
+	return worker_check_signals(b->w);
+}
+
+/* What the session did not report transaction by transaction. */
+static void
+settle_rest(struct worker *w, struct job *jobs, size_t n,
+    const struct session *s, unsigned char *dirty)
+{
+	size_t i, t;
+
+	for (i = 0; i < n; i++) {
+		if (jobs[i].skip != 0 || jobs[i].count == 0 || jobs[i].settled)
+			continue;
+		for (t = jobs[i].first; t < jobs[i].first + jobs[i].count; t++)
+			if (!s->msgs[t].reported)
+				record_msg(&jobs[i], &s->msgs[t], s->relay,
+				    now_f());
+		settle(w, &jobs[i], s->relay, dirty);
+	}
 }
 
 void
@@ -643,7 +881,6 @@ deliver_batch(struct worker *w, const struct sched_entry *due, size_t n)
 	struct job *jobs = calloc(n, sizeof(*jobs));
 	unsigned char dirty[QID_BUCKETS] = { 0 };
 	struct session s;
-	time_t now;
 	size_t i;
 
 	if (jobs == NULL) {
@@ -654,20 +891,15 @@ deliver_batch(struct worker *w, const struct sched_entry *due, size_t n)
 	for (i = 0; i < n; i++)
 		jobs[i].e = due[i];
 	if (prepare_all(w, jobs, n, &s, dirty) > 0) {
-		worker_doing(w, "delivering", jobs[0].e.id);
-		if (run_session(w, &s) == -1)
+		struct batch b = { w, &s, dirty };
+
+		worker_doing(w, "delivering", ((struct job *)s.msgs[0].app)->e.id);
+		if (relay_session(&w->ctx->cfg, s.msgs, s.n, s.relay,
+		    sizeof(s.relay), txn_done, &b) == -1)
 			relays_down(w, jobs, n, &s);
 		else {
 			log_session(&s);
-			now = time(NULL);
-			for (i = 0; i < n; i++)
-				if (jobs[i].skip == 0 && jobs[i].count > 0) {
-					jobs[i].st.attempts++;
-					if (jobs[i].st.first_attempt == 0)
-						jobs[i].st.first_attempt = now;
-					record(&jobs[i], &s, now_f());
-					finish(w, &jobs[i], now, dirty);
-				}
+			settle_rest(w, jobs, n, &s, dirty);
 		}
 	}
 	sync_dirty(w, dirty);

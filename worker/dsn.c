@@ -13,8 +13,6 @@
  * from validated addresses or sanitized one-line replies, so a relay's
  * text cannot add header lines; one DSN per entry and attempt.
  */
-#include <sys/time.h>
-
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,15 +40,6 @@ dsn_allowed(const char *sender, const char *headers)
 	return sender[0] != '\0' && !is_report(headers);
 }
 
-static void
-rfc5322_date(time_t t, char *buf, size_t len)
-{
-	struct tm tm;
-
-	localtime_r(&t, &tm);
-	strftime(buf, len, "%a, %d %b %Y %H:%M:%S %z", &tm);
-}
-
 /* "5.1.1" as given, or the class of the reply code, or of the kind. */
 static const char *
 status_of(const struct rcpt_status *r, enum dsn_kind kind, char buf[16])
@@ -67,7 +56,7 @@ write_headers(const struct dsn_report *d, FILE *out, const char *boundary)
 {
 	char date[64];
 
-	rfc5322_date(d->now, date, sizeof(date));
+	msghead_date(d->now, date, sizeof(date));
 	fprintf(out, "From: Mail Delivery System <MAILER-DAEMON@%s>\n"
 	    "To: <%s>\nSubject: %s\nDate: %s\n"
 	    "Message-ID: <%s.%s.%lld@%s>\nAuto-Submitted: auto-replied\n"
@@ -110,7 +99,7 @@ write_status(const struct dsn_report *d, FILE *out, const char *boundary)
 	const struct rcpt_status *r;
 	size_t i;
 
-	rfc5322_date((time_t)d->h->arrival_sec, date, sizeof(date));
+	msghead_date((time_t)d->h->arrival_sec, date, sizeof(date));
 	fprintf(out, "--%s\nContent-Description: Delivery report\n"
 	    "Content-Type: message/delivery-status\n\n"
 	    "Reporting-MTA: dns; %s\nX-Listq-Queue-ID: %s\n"
@@ -127,7 +116,7 @@ write_status(const struct dsn_report *d, FILE *out, const char *boundary)
 		else if (r->reply[0] != '\0')
 			fprintf(out, "Diagnostic-Code: X-Listq; %s\n", r->reply);
 		if (d->kind == DSN_DELAYED) {
-			rfc5322_date(d->retry_until, date, sizeof(date));
+			msghead_date(d->retry_until, date, sizeof(date));
 			fprintf(out, "Will-Retry-Until: %s\n", date);
 		}
 	}
@@ -155,22 +144,15 @@ dsn_queue(const struct dsn_report *d, int spoolfd, int tmpfd, uid_t uid,
     gid_t gid, char id[QID_SIZE])
 {
 	struct entry_header h;
-	struct enqueue q;
-	struct timeval tv;
 	char *text = NULL;
 	size_t len = 0;
 	FILE *f;
-	int rc = -1, saved;
+	int rc, saved;
 
 	memset(&h, 0, sizeof(h));
-	gettimeofday(&tv, NULL);
 	strlcpy(h.command, "send", sizeof(h.command));
 	strlcpy(h.list, d->h->list, sizeof(h.list));
 	strlcpy(h.rcpt, d->to, sizeof(h.rcpt));
-	h.arrival_sec = tv.tv_sec;
-	h.arrival_usec = tv.tv_usec;
-	h.uid = uid;
-	h.gid = gid;
 	if ((f = open_memstream(&text, &len)) == NULL)
 		return -1;
 	rc = dsn_compose(d, f);
@@ -178,15 +160,7 @@ dsn_queue(const struct dsn_report *d, int spoolfd, int tmpfd, uid_t uid,
 		free(text);
 		return -1;
 	}
-	rc = -1;
-	if (enqueue_open(&q, tmpfd, &h) == 0) {
-		if (enqueue_write(&q, text, len) == 0 &&
-		    enqueue_commit(&q, spoolfd, uid, gid) == 0) {
-			memcpy(id, q.h.id, QID_SIZE);
-			rc = 0;
-		} else
-			enqueue_abort(&q);
-	}
+	rc = enqueue_message(spoolfd, tmpfd, &h, text, len, uid, gid, id);
 	saved = errno;
 	free(text);
 	errno = saved;

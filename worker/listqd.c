@@ -14,7 +14,6 @@
 
 #include <err.h>
 #include <errno.h>
-#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +25,7 @@
 #include "config.h"
 #include "log.h"
 #include "master.h"
+#include "service.h"
 #include "settings.h"
 #include "spool.h"
 
@@ -34,24 +34,6 @@ usage(void)
 {
 	fprintf(stderr, "usage: listqd [-f CONFIG] [-n WORKERS] [-F]\n");
 	exit(EX_USAGE);
-}
-
-/* Started as root (by hand or an init script): become the service. */
-static void
-become_service(void)
-{
-	gid_t gid = LISTQ_GID;
-
-	if (geteuid() == LISTQ_UID)
-		return;
-	if (geteuid() != 0)
-		log_exit(EX_NOPERM, NULL, "must run as uid %d (%s) or root, "
-		    "not uid %lu", LISTQ_UID, LISTQ_USER,
-		    (unsigned long)geteuid());
-	if (setgroups(1, &gid) == -1 || setresgid(gid, gid, gid) == -1 ||
-	    setresuid(LISTQ_UID, LISTQ_UID, LISTQ_UID) == -1)
-		log_exit(EX_OSERR, NULL, "cannot become uid:gid %d:%d: %s",
-		    LISTQ_UID, LISTQ_GID, strerror(errno));
 }
 
 static void
@@ -116,7 +98,7 @@ main(int argc, char *argv[])
 		usage();
 	log_init("listqd", foreground ? LOG_ALSO_STDERR : LOG_ERRORS_STDERR);
 	load_config(config_path, explicit, &cfg, workers);
-	become_service();
+	service_become("listqd");
 	if (spool_check(SPOOLDIR, LISTQ_UID, LISTQ_GID, why, sizeof(why)) == -1)
 		log_exit(EX_TEMPFAIL, NULL, "spool: %s", why);
 	pfh = lock_spool();

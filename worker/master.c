@@ -8,10 +8,13 @@
  * crash loop slows down, it is never given up); a change of N takes
  * effect only after every old worker has exited.  The master itself
  * never opens an entry; it only removes tmp/ files older than a day,
- * which are not entries yet.
+ * which are not entries yet.  listq requests reach it on the control
+ * socket (master_ctl.c); it passes those about entries to their owners.
+ * It sums the workers' delivery counters, keeping an exited worker's.
  */
 #include <sys/mman.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -40,25 +43,7 @@
 #define TMP_MAX_AGE	86400
 #define TMP_SWEEP	3600
 
-struct worker_rec {
-	pid_t		pid;
-	time_t		restart_at;	/* when pid == 0: start then */
-	unsigned int	backoff;	/* seconds, grows in a crash loop */
-	char		crashed[QID_SIZE];
-};
-
-static struct master {
-	const char	*config_path;
-	struct config	 cfg;
-	unsigned int	 n;		/* running pool size */
-	struct worker_rec w[256];
-	struct slot	*slots;		/* shared with the workers */
-	int		 sigfd;
-	int		 stopping;
-	int		 foreground;
-	time_t		 next_sweep;
-	time_t		 started;
-} M;
+static struct master M;
 
 static time_t
 now(void)
@@ -70,17 +55,21 @@ static void
 start_worker(unsigned int i)
 {
 	struct worker_ctx ctx;
+	int sv[2];
 	pid_t pid;
 
 	memset(&M.slots[i], 0, sizeof(M.slots[i]));
-	if ((pid = fork()) == -1) {
-		log_msg(LOG_ERR, NULL, "fork worker %u: %s", i,
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1 ||
+	    (pid = fork()) == -1) {
+		log_msg(LOG_ERR, NULL, "starting worker %u: %s", i,
 		    strerror(errno));
 		M.w[i].restart_at = now() + RESTART_MIN;
 		return;
 	}
 	if (pid == 0) {
 		close(M.sigfd);
+		close(sv[0]);
+		mctl_child_close(&M, i);
 		memset(&ctx, 0, sizeof(ctx));
 		ctx.index = i;
 		ctx.count = M.n;
@@ -88,13 +77,50 @@ start_worker(unsigned int i)
 		ctx.cfg = M.cfg;
 		ctx.slot = &M.slots[i];
 		ctx.foreground = M.foreground;
+		ctx.chan = sv[1];
 		memcpy(ctx.crashed, M.w[i].crashed, QID_SIZE);
 		worker_main(&ctx);
 	}
+	close(sv[1]);
+	M.w[i].chan = sv[0];
 	M.w[i].pid = pid;
 	M.w[i].crashed[0] = '\0';
 	M.slots[i].pid = pid;
 	M.slots[i].started = now();
+}
+
+/* Worker i has exited: keep its counts, close its channel. */
+static void
+worker_gone(unsigned int i)
+{
+	counts_add(&M.gone, &M.slots[i].counts);
+	memset(&M.slots[i].counts, 0, sizeof(M.slots[i].counts));
+	relay_keep_newer(&M.relay, &M.slots[i].relay);
+	M.w[i].pid = 0;
+	M.slots[i].pid = 0;
+	if (M.w[i].chan != -1)
+		close(M.w[i].chan);
+	M.w[i].chan = -1;
+}
+
+void
+master_totals(const struct master *m, struct counts *out)
+{
+	unsigned int i;
+
+	*out = m->gone;
+	for (i = 0; i < m->n; i++)
+		counts_add(out, &m->slots[i].counts);
+}
+
+static void
+sample(void)
+{
+	struct counts c;
+
+	master_totals(&M, &c);
+	stats_ring_push(&M.ring, now(), &c);
+	M.next_sample = now() + STATS_STEP;
 }
 
 static unsigned int
@@ -117,8 +143,7 @@ worker_died(unsigned int i, int status)
 	time_t lived = now() - M.slots[i].started;
 	long pid = (long)w->pid;
 
-	w->pid = 0;
-	M.slots[i].pid = 0;
+	worker_gone(i);
 	if (M.stopping)
 		return;
 	if (abnormal && M.slots[i].current[0] != '\0')
@@ -173,14 +198,14 @@ running(void)
 	return r;
 }
 
-static void
-signal_workers(int sig)
+void
+master_signal_workers(struct master *m, int sig)
 {
 	unsigned int i;
 
-	for (i = 0; i < M.n; i++)
-		if (M.w[i].pid != 0)
-			kill(M.w[i].pid, sig);
+	for (i = 0; i < m->n; i++)
+		if (m->w[i].pid != 0)
+			kill(m->w[i].pid, sig);
 }
 
 /* Removes tmp/ files older than a day: writers that died mid-message. */
@@ -217,17 +242,15 @@ stop_all(void)
 {
 	int st;
 
-	signal_workers(SIGTERM);
+	master_signal_workers(&M, SIGTERM);
 	while (running() > 0) {
 		pid_t pid = waitpid(-1, &st, 0);
 		unsigned int i;
 
 		if (pid == -1 && errno != EINTR)
 			break;
-		if (pid > 0 && (i = find_worker(pid)) < M.n) {
-			M.w[i].pid = 0;
-			M.slots[i].pid = 0;
-		}
+		if (pid > 0 && (i = find_worker(pid)) < M.n)
+			worker_gone(i);
 	}
 }
 
@@ -246,7 +269,7 @@ reload(void)
 	}
 	M.cfg = c;
 	if (c.workers == old) {
-		signal_workers(SIGHUP);
+		master_signal_workers(&M, SIGHUP);
 		log_msg(LOG_INFO, NULL, "configuration reloaded");
 		return;
 	}
@@ -254,8 +277,10 @@ reload(void)
 	    "restarting the pool", old, c.workers);
 	stop_all();
 	M.n = c.workers;
-	for (i = 0; i < M.n; i++)
+	for (i = 0; i < M.n; i++) {
 		memset(&M.w[i], 0, sizeof(M.w[i]));
+		M.w[i].chan = -1;
+	}
 }
 
 static void
@@ -278,19 +303,23 @@ handle_signal(void)
 			sd_notify(0, "READY=1");
 			break;
 		case SIGUSR1:
-			signal_workers(SIGUSR1);
+			master_signal_workers(&M, SIGUSR1);
 			break;
 		}
 	}
 }
 
-/* Seconds until the next restart or sweep is due. */
+/* Seconds until the next restart, sweep, sample or control deadline. */
 static int
 next_timeout(void)
 {
-	time_t next = M.next_sweep;
+	time_t next = M.next_sweep, ctl = mctl_deadline(&M);
 	unsigned int i;
 
+	if (M.next_sample < next)
+		next = M.next_sample;
+	if (ctl != 0 && ctl < next)
+		next = ctl;
 	for (i = 0; i < M.n; i++)
 		if (M.w[i].pid == 0 && M.w[i].restart_at < next)
 			next = M.w[i].restart_at;
@@ -314,21 +343,47 @@ pool_signalfd(int with_sigchld)
 	return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 }
 
-int
-master_run(const char *config_path, const struct config *cfg,
+static void
+master_init(const char *config_path, const struct config *cfg,
     int foreground)
 {
-	struct pollfd pf;
+	unsigned int i;
 
 	M.config_path = config_path;
 	M.cfg = *cfg;
 	M.n = cfg->workers;
 	M.foreground = foreground;
 	M.started = now();
-	M.slots = mmap(NULL, sizeof(struct slot) * 256, PROT_READ |
+	for (i = 0; i < MAX_WORKERS; i++)
+		M.w[i].chan = -1;
+	M.slots = mmap(NULL, sizeof(struct slot) * MAX_WORKERS, PROT_READ |
 	    PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (M.slots == MAP_FAILED || (M.sigfd = pool_signalfd(1)) == -1)
 		log_exit(EX_OSERR, NULL, "master setup: %s", strerror(errno));
+	mctl_open(&M);
+	sample();
+}
+
+/* Waits for a signal, a listq request or the next timer. */
+static void
+wait_events(void)
+{
+	struct pollfd pf[2 + CTL_PENDING];
+	size_t n;
+
+	pf[0] = (struct pollfd){ .fd = M.sigfd, .events = POLLIN };
+	n = 1 + mctl_pollfds(&M, pf + 1);
+	if (poll(pf, n, next_timeout() * 1000) > 0 && pf[0].revents != 0)
+		handle_signal();
+	if (!M.stopping)
+		mctl_handle(&M, pf + 1, n - 1);
+}
+
+int
+master_run(const char *config_path, const struct config *cfg,
+    int foreground)
+{
+	master_init(config_path, cfg, foreground);
 	setproctitle("master");
 	sweep_tmp();
 	start_due();
@@ -337,16 +392,17 @@ master_run(const char *config_path, const struct config *cfg,
 	log_msg(LOG_INFO, NULL, "started: %u workers, spool %s", M.n,
 	    SPOOLDIR);
 	while (!M.stopping) {
-		pf = (struct pollfd){ .fd = M.sigfd, .events = POLLIN };
-		if (poll(&pf, 1, next_timeout() * 1000) > 0)
-			handle_signal();
+		wait_events();
 		if (M.stopping)
 			break;
 		if (now() >= M.next_sweep)
 			sweep_tmp();
+		if (now() >= M.next_sample)
+			sample();
 		start_due();
 	}
 	sd_notify(0, "STOPPING=1");
+	mctl_close(&M);
 	log_msg(LOG_INFO, NULL, "stopping: waiting for %u workers to finish "
 	    "the transaction in flight", running());
 	stop_all();

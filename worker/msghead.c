@@ -56,3 +56,12 @@ msghead_next(const char **from, const char *name)
 	return NULL;
 }
 
+
+void
+msghead_date(time_t t, char *buf, size_t len)
+{
+	struct tm tm;
+
+	localtime_r(&t, &tm);
+	strftime(buf, len, "%a, %d %b %Y %H:%M:%S %z", &tm);
+}

@@ -5,6 +5,7 @@
 #define LISTQ_MSGHEAD_H
 
 #include <stddef.h>
+#include <time.h>
 
 #define HEAD_MAX	65536
 
@@ -19,5 +20,8 @@ char	*msghead_read(int fd, size_t body);
  * (the value runs to the end of its line), or NULL; *from moves past it.
  */
 const char *msghead_next(const char **from, const char *name);
+
+/* Formats t as the value of a Date: header (RFC 5322). */
+void	msghead_date(time_t t, char *buf, size_t len);
 
 #endif

@@ -6,7 +6,12 @@
  * delivering into its slot; when it dies abnormally the master reads the
  * slot to learn which entry was in flight and tells the replacement, which
  * counts the crash in the entry's state file (a poison entry goes to
- * corrupt/ after POISON_CRASHES).
+ * corrupt/ after POISON_CRASHES).  The worker also keeps its delivery
+ * counters there (stats.h), which the master sums for listq.
+ *
+ * Each worker has a control channel to the master (a socketpair made
+ * before fork): the master passes it the listq requests about entries
+ * the worker owns (control.c, worker_ctl.c).
  */
 #ifndef LISTQ_POOL_H
 #define LISTQ_POOL_H
@@ -17,6 +22,7 @@
 
 #include "config.h"
 #include "qid.h"
+#include "stats.h"
 
 #define POISON_CRASHES	3
 
@@ -25,6 +31,8 @@ struct slot {
 	time_t		started;
 	char		current[QID_SIZE];	/* entry in flight, "" if none */
 	char		doing[64];	/* "idle", "delivering", ... */
+	struct counts	counts;		/* deliveries, since it started */
+	struct relay_note relay;	/* relay of its last session */
 };
 
 /* Everything a worker needs to run. */
@@ -36,6 +44,7 @@ struct worker_ctx {
 	char		 crashed[QID_SIZE];	/* entry that killed the
 						   previous worker, or "" */
 	int		 foreground;
+	int		 chan;		/* control channel to the master */
 };
 
 /*

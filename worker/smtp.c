@@ -16,11 +16,27 @@
  * connection drops, the mail is deferred) if the decoy is not there.
  * libESMTP sends headers as a BDAT chunk of their own when the server
  * offers CHUNKING, so the read hook renames that keyword in the EHLO
- * reply and libESMTP always uses DATA.
+ * reply and libESMTP always uses DATA.  With STARTTLS the hooks run on
+ * the plaintext of SSL_read() and SSL_write() (sockopt.c), so the same
+ * holds in TLS sessions, the second EHLO reply included.
+ *
+ * The hooks also read the EHLO reply (STARTTLS, AUTH, SIZE, 8BITMIME)
+ * and the AUTH replies, and the write hook is a gate: it refuses (the
+ * connection drops, every message is deferred) an AUTH command that
+ * would send the password in clear text, and the first MAIL command of
+ * a session that smtp_tls = encrypt or smtp_auth_user says must not
+ * run yet.  libESMTP would go on to MAIL after a failed AUTH; the gate
+ * makes that a deferral, with the relay's own reply as the reason.
  *
  * Invariants:
  *  - the server receives prepend + message, LF -> CRLF, dot-stuffed;
  *  - no message byte is sent unless the socket hooks are in effect;
+ *  - with smtp_tls = encrypt no MAIL is sent before TLS is up with a
+ *    certificate verified against the CA file or the system store;
+ *  - with smtp_auth_user no MAIL is sent before the relay said 235, and
+ *    the password goes out only over TLS, or in clear text when
+ *    smtp_tls = none says the path to the relay is trusted;
+ *  - the password is never logged nor put in a reply text;
  *  - memory does not grow with message size (64 KiB in, 128 KiB out);
  *  - every recipient ends with status 2, 4 or 5 and a one-line reply of
  *    printable ASCII.
@@ -30,7 +46,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <arpa/inet.h>
+
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,14 +59,28 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>	/* before libesmtp.h: smtp_starttls_set_ctx */
+#include <openssl/x509v3.h>
+
+#include <auth-client.h>	/* before libesmtp.h: auth_context_t */
 #include <libesmtp.h>
 
+#include "config.h"
+#include "log.h"
 #include "smtp.h"
 #include "sockopt.h"
 
 #define IN_CHUNK	(64 * 1024)
 #define ADDR_MAX	512
 #define KW_LEN		12	/* "250-CHUNKING" */
+#define SECRET_MAX	255	/* libESMTP's PLAIN copies at most this */
+
+/* EHLO keywords the hooks look for. */
+#define X_STARTTLS	0x01
+#define X_AUTH		0x02
+#define X_SIZE		0x04
+#define X_8BITMIME	0x08
 
 /* What libESMTP's header pass eats; it is never sent (see above). */
 static const char decoy[] =
@@ -75,6 +108,7 @@ struct src {			/* one message as the callback streams it */
 struct item {
 	smtp_message_t		 m;	/* NULL: not sent (refused input) */
 	smtp_recipient_t	*r;	/* NULL entry: refused address */
+	unsigned long		 size;	/* announced with SIZE= */
 	struct src		 src;
 };
 
@@ -86,12 +120,24 @@ struct wire {			/* state of the socket hooks */
 	size_t	col;		/* column in the current server line */
 	char	kw[KW_LEN];
 	char	cur[SMTP_REPLY_MAX], last[SMTP_REPLY_MAX];
+	unsigned ext;		/* X_* of the last EHLO reply */
+	unsigned long size_limit; /* its SIZE, 0 if none */
+	int	tls_up;		/* libESMTP started TLS on the socket */
+	int	in_auth;	/* an AUTH exchange is under way */
+	int	authed;		/* the relay answered 235 */
+	int	auth_refused;	/* ... or 535: no second try */
+	char	auth_reply[SMTP_REPLY_MAX]; /* its failure reply */
 };
 
 struct why {			/* why something was not delivered */
 	int	status, code, err;
 	char	enh[16];
 	char	text[SMTP_REPLY_MAX];
+};
+
+struct tls_info {		/* for the log line of a TLS session */
+	char	proto[32], cipher[64], untrusted[128];
+	int	bits;
 };
 
 struct ctx {
@@ -102,7 +148,16 @@ struct ctx {
 	char			 relay[SMTP_REPLY_MAX];	/* host[ip]:port */
 	const char		*host;
 	int			 connected;
+	int			 tls;	/* TLS_NONE, TLS_MAY, TLS_ENCRYPT */
+	SSL_CTX			*sslctx;
+	struct tls_info		 ti;
+	auth_context_t		 auth;	/* NULL: no AUTH */
+	char			 user[SECRET_MAX + 1];
+	char			 pass[SECRET_MAX + 2];	/* wiped after use */
+	struct why		 gate;	/* set: the session must not go on */
 	struct wire		 w;
+	const struct smtp_relay	*rl;
+	int			 stop;	/* the caller ended the session */
 };
 
 /* ---- text ---------------------------------------------------------- */
@@ -149,11 +204,24 @@ set_why(struct why *y, int status, int code, const char *enh,
 	clean(y->text, sizeof(y->text), buf);
 }
 
+/* The reply as the server gave it: "552 5.3.4 text". */
+static void
+reply_line(char *buf, size_t len, const smtp_status_t *st)
+{
+	const char	*text = st->text != NULL ? st->text : "";
+
+	if (st->enh_class != 0)
+		snprintf(buf, len, "%d %d.%d.%d %s", st->code, st->enh_class,
+		    st->enh_subject, st->enh_detail, text);
+	else
+		snprintf(buf, len, "%d %s", st->code, text);
+}
+
 /* A server reply as the decision: class 4 forced for 552 to RCPT. */
 static void
 why_reply(struct why *y, const smtp_status_t *st, int rcpt)
 {
-	char	enh[16];
+	char	enh[16], line[SMTP_REPLY_MAX];
 	int	cls = st->code / 100;
 
 	if (cls != 2 && cls != 5)
@@ -167,13 +235,83 @@ why_reply(struct why *y, const smtp_status_t *st, int rcpt)
 		    st->enh_subject, st->enh_detail);
 	else
 		snprintf(enh, sizeof(enh), "%d.0.0", cls);
-	if (st->enh_class != 0)
-		set_why(y, cls, st->code, enh, "%d %d.%d.%d %s", st->code,
-		    st->enh_class, st->enh_subject, st->enh_detail,
-		    st->text != NULL ? st->text : "");
+	reply_line(line, sizeof(line), st);
+	set_why(y, cls, st->code, enh, "%s", line);
+}
+
+/*
+ * The session must stop before any MAIL: every message is deferred for
+ * this reason.  The first reason given wins; later ones are consequences.
+ */
+static void
+block(struct ctx *c, int code, const char *enh, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+block(struct ctx *c, int code, const char *enh, const char *fmt, ...)
+{
+	char	buf[SMTP_REPLY_MAX];
+	va_list	ap;
+
+	if (c->gate.status != 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	set_why(&c->gate, 4, code, enh, "%s", buf);
+	c->gate.err = EPROTO;
+}
+
+/* A server line "NNN x.y.z text" turned into a deferral reason. */
+static void
+block_reply(struct ctx *c, const char *what, const char *line)
+{
+	char	enh[16] = "4.7.0";
+	int	code = 0, sub, det;
+
+	if (sscanf(line, "%3d %*1d.%3d.%3d", &code, &sub, &det) == 3)
+		snprintf(enh, sizeof(enh), "4.%d.%d", sub, det);
+	else if (sscanf(line, "%3d", &code) != 1)
+		code = 0;
+	block(c, code, enh, "%s: %s", what, line);
+}
+
+/*
+ * RFC 1870: 552 to MAIL (with SIZE=) means the message is too big, and
+ * so does 552 5.3.4 after the data.  That fails the message for good,
+ * unlike a 552 to RCPT (RFC 5321: too many recipients, temporary).
+ */
+static int
+too_big(const smtp_status_t *st, int at_mail)
+{
+	int	is534 = st->enh_class == 5 && st->enh_subject == 3 &&
+		    st->enh_detail == 4;
+
+	return st->code == 552 && (is534 || (at_mail && st->enh_class == 0));
+}
+
+static void
+why_too_big(struct why *y, const smtp_status_t *st, unsigned long size,
+    unsigned long limit)
+{
+	char	lim[48] = "", line[SMTP_REPLY_MAX];
+
+	if (limit > 0)
+		snprintf(lim, sizeof(lim), ", limit %lu", limit);
+	reply_line(line, sizeof(line), st);
+	set_why(y, 5, st->code, "5.3.4", "message too big for relay (%lu "
+	    "bytes%s): %s", size, lim, line);
+}
+
+/* The decision a MAIL (at_mail) or end-of-data reply makes. */
+static void
+why_msg_reply(struct why *y, const smtp_status_t *st, int at_mail,
+    const struct item *it, const struct wire *w)
+{
+	if (too_big(st, at_mail))
+		why_too_big(y, st, it->size, w->size_limit);
 	else
-		set_why(y, cls, st->code, enh, "%d %s", st->code,
-		    st->text != NULL ? st->text : "");
+		why_reply(y, st, 0);
 }
 
 static void
@@ -386,6 +524,11 @@ msg_cb(void **ctx, int *len, void *arg)
 
 /* ---- socket hooks ---------------------------------------------------- */
 
+/*
+ * The hooks run on the SMTP plaintext, before libESMTP sees a reply and
+ * before a command leaves (sockopt.c).  They get the ctx as argument.
+ */
+
 static int
 is_chunking(const char *kw)
 {
@@ -393,21 +536,94 @@ is_chunking(const char *kw)
 	    strncasecmp(kw + 4, "CHUNKING", 8) == 0;
 }
 
+/* One "250-KEYWORD params" line of the EHLO reply. */
 static void
-end_line(struct wire *w)
+ehlo_keyword(struct wire *w, const char *line)
 {
+	static const struct {
+		const char	*kw;
+		unsigned	 bit;
+	} known[] = {
+		{ "STARTTLS", X_STARTTLS }, { "AUTH", X_AUTH },
+		{ "SIZE", X_SIZE }, { "8BITMIME", X_8BITMIME },
+	};
+	const char	*kw = line + 4;
+	size_t		 i, n = strcspn(kw, " =\r\n");
+
+	for (i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+		if (strlen(known[i].kw) != n ||
+		    strncasecmp(kw, known[i].kw, n) != 0)
+			continue;
+		w->ext |= known[i].bit;
+		if (known[i].bit == X_SIZE)
+			w->size_limit = strtoul(kw + n, NULL, 10);
+	}
+}
+
+/*
+ * The EHLO reply is complete.  libESMTP quits a session if a message
+ * asks for BODY=8BITMIME and the relay does not offer it, so the 8-bit
+ * messages are marked only now, and only once no STARTTLS (which brings
+ * a new EHLO reply) is to follow.  libESMTP reads the marks when it
+ * writes MAIL, after this.
+ */
+static void
+ehlo_done(struct ctx *c)
+{
+	size_t	i;
+
+	if (c->tls != TLS_NONE && (c->w.ext & X_STARTTLS) && !c->w.tls_up)
+		return;
+	if (!(c->w.ext & X_8BITMIME))
+		return;
+	for (i = 0; i < c->n; i++)
+		if (c->items[i].m != NULL && c->items[i].src.msg->eightbit)
+			(void)smtp_8bitmime_set_body(c->items[i].m,
+			    E8bitmime_8BITMIME);
+}
+
+/* The end of an AUTH exchange: 235, or the refusal kept as a reason. */
+static void
+auth_reply(struct wire *w, const char *line)
+{
+	if (line[3] != ' ' || strncmp(line, "334", 3) == 0)
+		return;		/* continuation, or a challenge */
+	w->in_auth = 0;
+	if (strncmp(line, "235", 3) == 0) {
+		w->authed = 1;
+		return;
+	}
+	snprintf(w->auth_reply, sizeof(w->auth_reply), "%s", line);
+	w->auth_refused = strncmp(line, "535", 3) == 0;
+}
+
+static void
+end_line(struct ctx *c)
+{
+	struct wire	*w = &c->w;
+
 	w->cur[w->col < sizeof(w->cur) ? w->col : sizeof(w->cur) - 1] = '\0';
+	w->cur[strcspn(w->cur, "\r\n")] = '\0';
 	memcpy(w->last, w->cur, sizeof(w->last));
-	if (w->col >= 4 && memcmp(w->kw, "250 ", 4) == 0)
-		w->ehlo_done = 1;	/* last line of the EHLO reply */
+	if (w->in_auth && w->col >= 4)
+		auth_reply(w, w->cur);
+	else if (!w->ehlo_done && w->col >= 4 &&
+	    strncmp(w->cur, "250", 3) == 0) {
+		ehlo_keyword(w, w->cur);
+		if (w->cur[3] == ' ') {		/* last line of the reply */
+			w->ehlo_done = 1;
+			ehlo_done(c);
+		}
+	}
 	w->col = 0;
 }
 
-/* Keep the last server line; hide CHUNKING from libESMTP. */
+/* Keep the last server line, read the EHLO reply, hide CHUNKING. */
 static void
 rx_hook(void *arg, char *buf, size_t len)
 {
-	struct wire	*w = arg;
+	struct ctx	*c = arg;
+	struct wire	*w = &c->w;
 	size_t		 i;
 
 	w->live = 1;
@@ -421,29 +637,464 @@ rx_hook(void *arg, char *buf, size_t len)
 			w->cur[w->col] = buf[i];
 		w->col++;
 		if (buf[i] == '\n')
-			end_line(w);
+			end_line(c);
 	}
+}
+
+static int
+begins(const char *buf, size_t len, const char *cmd)
+{
+	size_t	n = strlen(cmd);
+
+	return len >= n && strncasecmp(buf, cmd, n) == 0;
+}
+
+/* A MAIL command at the start of a line of what is being written. */
+static int
+has_mail(const char *buf, size_t len)
+{
+	const char	*p = buf, *end = buf + len;
+
+	while (p < end) {
+		if (begins(p, (size_t)(end - p), "MAIL FROM:"))
+			return 1;
+		if ((p = memchr(p, '\n', (size_t)(end - p))) == NULL)
+			return 0;
+		p++;
+	}
+	return 0;
+}
+
+/* The password leaves in clear text only if smtp_tls = none says so. */
+static int
+auth_allowed(const struct ctx *c)
+{
+	return c->w.tls_up || c->tls == TLS_NONE;
+}
+
+static ssize_t
+gate_auth(struct ctx *c)
+{
+	if (!auth_allowed(c)) {
+		block(c, 0, "4.7.0", "AUTH not attempted: the relay did not "
+		    "offer STARTTLS, and the password is not sent in clear "
+		    "text unless smtp_tls = none");
+		return -1;
+	}
+	if (c->w.auth_refused) {	/* one 535 per session is enough */
+		block_reply(c, "authentication failed", c->w.auth_reply);
+		return -1;
+	}
+	c->w.in_auth = 1;	/* idempotent: a retried write sets it again */
+	return 0;
+}
+
+/* Why the first MAIL of the session must wait, if it must. */
+static ssize_t
+gate_mail(struct ctx *c)
+{
+	if (c->tls == TLS_ENCRYPT && !c->w.tls_up)
+		block(c, 0, "4.7.4", "TLS required but not offered by relay");
+	else if (c->auth == NULL || c->w.authed)
+		return 0;
+	else if (c->w.auth_reply[0] != '\0')
+		block_reply(c, "authentication failed", c->w.auth_reply);
+	else if (!(c->w.ext & X_AUTH))
+		block(c, 0, "4.7.0", "authentication required (smtp_auth_user)"
+		    " but relay offers no AUTH");
+	else
+		block(c, 0, "4.7.0", "authentication required (smtp_auth_user)"
+		    " but relay offers no mechanism libESMTP can use");
+	return -1;
 }
 
 static ssize_t
 tx_hook(void *arg, const char *buf, size_t len)
 {
-	struct wire	*w = arg;
+	struct ctx	*c = arg;
+	struct wire	*w = &c->w;
 
-	if (!w->strip)
-		return 0;
-	if (len >= DECOY_LEN && memcmp(buf, decoy, DECOY_LEN) == 0)
-		return (ssize_t)DECOY_LEN;
-	return -1;
+	if (c->stop)
+		return -1;	/* after the transaction the caller ended on */
+	if (w->strip) {
+		if (len >= DECOY_LEN && memcmp(buf, decoy, DECOY_LEN) == 0)
+			return (ssize_t)DECOY_LEN;
+		return -1;
+	}
+	/* Both gates stay open once open, so the data phase (which
+	   comes after MAIL) is never looked at. */
+	if (c->auth != NULL && !w->authed && begins(buf, len, "AUTH "))
+		return gate_auth(c);
+	if ((c->tls == TLS_ENCRYPT && !w->tls_up) ||
+	    (c->auth != NULL && !w->authed))
+		return has_mail(buf, len) ? gate_mail(c) : 0;
+	return 0;
 }
 
 static void
 txdone_hook(void *arg, size_t dropped)
 {
-	struct wire	*w = arg;
+	struct ctx	*c = arg;
 
 	if (dropped > 0)
-		w->strip = 0;
+		c->w.strip = 0;
+}
+
+/*
+ * RFC 3207: after the handshake the relay's extensions are those of a
+ * new EHLO reply, which now comes over TLS (through SSL_read, so the
+ * rx hook still hides CHUNKING in it).  SNI for a relay given by name.
+ */
+static void
+tls_hook(void *arg, void *ssl)
+{
+	struct ctx	*c = arg;
+	struct in_addr	 a4;
+
+	c->w.tls_up = 1;
+	c->w.ehlo_done = 0;
+	c->w.ext = 0;
+	c->w.size_limit = 0;
+	c->w.col = 0;
+	if (inet_pton(AF_INET, c->host, &a4) != 1)
+		(void)SSL_set_tlsext_host_name((SSL *)ssl, c->host);
+}
+
+/* ---- STARTTLS and AUTH ---------------------------------------------- */
+
+/*
+ * A certificate problem: with smtp_tls = may it is noted and the session
+ * goes on (TLS that is not verified is still better than none, which is
+ * what may accepts anyway); with encrypt the session stops.
+ */
+static int
+cert_ok(struct ctx *c, const char *problem)
+{
+	if (c->tls == TLS_MAY) {
+		if (c->ti.untrusted[0] == '\0')
+			snprintf(c->ti.untrusted, sizeof(c->ti.untrusted),
+			    "%s", problem);
+		return 1;
+	}
+	block(c, 0, "4.7.5", "TLS certificate of relay not trusted: %s",
+	    problem);
+	return 0;
+}
+
+static void msg_outcome(const struct ctx *, struct item *,
+    const struct why *);
+static void format_relay(struct ctx *, const struct sockopt_stats *);
+
+/*
+ * A transaction has ended: its outcome goes to the caller now, so that
+ * it is recorded before the next one (a crash then repeats at most the
+ * transaction in flight).
+ */
+static void
+message_sent(struct ctx *c, smtp_message_t m)
+{
+	struct sockopt_stats st;
+	struct smtp_msg	*msg;
+	struct why	 cut;
+	size_t		 i;
+
+	for (i = 0; i < c->n && c->items[i].m != m; i++)
+		continue;
+	if (i == c->n || c->rl->done == NULL)
+		return;
+	sockopt_stats(&st);
+	format_relay(c, &st);
+	set_why(&cut, 4, 0, "4.4.2", "transaction with %s not finished",
+	    c->relay);
+	msg = c->items[i].src.msg;
+	msg_outcome(c, &c->items[i], &cut);
+	msg->reported = 1;
+	if (c->rl->done(msg, c->relay, c->rl->done_arg) != 0)
+		c->stop = 1;
+}
+
+/*
+ * libESMTP's events: whether a TLS session may go on (varargs per
+ * event), and the end of each transaction.
+ */
+static void
+event_cb(smtp_session_t session, int ev, void *arg, ...)
+{
+	struct ctx	*c = arg;
+	va_list		 ap;
+	long		 vfy;
+	int		*ok;
+	SSL		*ssl;
+
+	(void)session;
+	va_start(ap, arg);
+	switch (ev) {
+	case SMTP_EV_EXTNA_STARTTLS:
+		block(c, 0, "4.7.4", "TLS required but not offered by relay");
+		break;
+	case SMTP_EV_INVALID_PEER_CERTIFICATE:
+		vfy = va_arg(ap, long);
+		ok = va_arg(ap, int *);
+		*ok = cert_ok(c, X509_verify_cert_error_string(vfy));
+		break;
+	case SMTP_EV_NO_PEER_CERTIFICATE:
+		ok = va_arg(ap, int *);
+		*ok = cert_ok(c, "no certificate");
+		break;
+	case SMTP_EV_WRONG_PEER_CERTIFICATE:
+		/* libESMTP matches DNS names only; OpenSSL has checked the
+		   name or address already (see setup_tls): trust it. */
+		ok = va_arg(ap, int *);
+		(void)va_arg(ap, char *);
+		ssl = va_arg(ap, SSL *);
+		*ok = SSL_get_verify_result(ssl) == X509_V_OK ||
+		    cert_ok(c, "name does not match");
+		break;
+	case SMTP_EV_WEAK_CIPHER:
+		(void)va_arg(ap, int);
+		ok = va_arg(ap, int *);
+		*ok = cert_ok(c, "weak cipher");
+		break;
+	case SMTP_EV_MESSAGESENT:
+		message_sent(c, va_arg(ap, smtp_message_t));
+		break;
+	case SMTP_EV_STARTTLS_OK:
+		ssl = va_arg(ap, SSL *);
+		snprintf(c->ti.proto, sizeof(c->ti.proto), "%s",
+		    SSL_get_version(ssl));
+		snprintf(c->ti.cipher, sizeof(c->ti.cipher), "%s",
+		    va_arg(ap, const char *));
+		c->ti.bits = va_arg(ap, int);
+		break;
+	default:
+		break;
+	}
+	va_end(ap);
+}
+
+static void
+ssl_error(char *buf, size_t len)
+{
+	unsigned long	e = ERR_get_error();
+
+	if (e == 0)
+		snprintf(buf, len, "unknown error");
+	else
+		ERR_error_string_n(e, buf, len);
+	ERR_clear_error();
+}
+
+/* The relay's certificate must chain to the CA file (or the system's
+   store) and name the relay: OpenSSL checks both in the handshake. */
+static int
+load_trust(struct ctx *c, const struct smtp_relay *rl)
+{
+	X509_VERIFY_PARAM	*vp = SSL_CTX_get0_param(c->sslctx);
+	struct in_addr		 a4;
+	char			 err[160];
+	int			 ok;
+
+	if (rl->tls_ca_file != NULL && *rl->tls_ca_file != '\0')
+		ok = SSL_CTX_load_verify_locations(c->sslctx, rl->tls_ca_file,
+		    NULL);
+	else
+		ok = SSL_CTX_set_default_verify_paths(c->sslctx);
+	if (ok && inet_pton(AF_INET, rl->host, &a4) == 1)
+		ok = X509_VERIFY_PARAM_set1_ip_asc(vp, rl->host);
+	else if (ok)
+		ok = X509_VERIFY_PARAM_set1_host(vp, rl->host, 0);
+	if (ok)
+		return 0;
+	ssl_error(err, sizeof(err));
+	log_msg(LOG_ERR, NULL, "smtp_tls_ca_file %s: %s", rl->tls_ca_file !=
+	    NULL ? rl->tls_ca_file : "(system store)", err);
+	set_why(&c->gate, 4, 0, "4.7.5", "local error: cannot load the TLS "
+	    "CA certificates: %s", err);
+	return -1;
+}
+
+/*
+ * libESMTP looks for a client certificate for the relay under
+ * $XDG_CONFIG_DIR, else $HOME/.config, and gives up on TLS ("Client
+ * error") if that lookup fails with anything but ENOENT -- as it does
+ * with EACCES when listqd, started as root, runs as the service user
+ * with HOME=/root.  listq presents no client certificate: point the
+ * lookup where nothing can be found.
+ */
+static void
+no_client_cert(void)
+{
+	static int	done;
+
+	if (!done && setenv("XDG_CONFIG_DIR", "/nonexistent/listq", 1) == 0)
+		done = 1;
+}
+
+/*
+ * The handshake itself does not verify (SSL_VERIFY_NONE): libESMTP
+ * checks the result right after it and asks event_cb, so a refusal
+ * says why, and no command is sent over an unverified connection
+ * unless smtp_tls = may.
+ */
+static int
+setup_tls(struct ctx *c, const struct smtp_relay *rl)
+{
+	c->tls = rl->tls;
+	if (c->tls != TLS_MAY && c->tls != TLS_ENCRYPT) {
+		/* smtp_tls = none: the smarthost is on a trusted path. */
+		c->tls = TLS_NONE;
+		(void)smtp_starttls_enable(c->session, Starttls_DISABLED);
+		return 0;
+	}
+	no_client_cert();
+	ERR_clear_error();	/* what is queued later is this session's */
+	if ((c->sslctx = SSL_CTX_new(TLS_client_method())) == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	if (load_trust(c, rl) == -1)
+		return -1;
+	if (!smtp_starttls_set_ctx(c->session, c->sslctx) ||
+	    !smtp_starttls_enable(c->session, c->tls == TLS_ENCRYPT ?
+	    Starttls_REQUIRED : Starttls_ENABLED)) {
+		errno = ENOMEM;
+		return -1;
+	}
+	return 0;
+}
+
+static int
+password_error(struct ctx *c, const char *path, const char *what)
+{
+	log_msg(LOG_ERR, NULL, "smtp_auth_password_file %s: %s; mail "
+	    "deferred", path, what);
+	set_why(&c->gate, 4, 0, "4.7.0", "local error: smtp_auth_password_file"
+	    " %s: %s", path, what);
+	return -1;
+}
+
+/*
+ * The password: the first line of the file, read at each session so a
+ * change needs no reload.  The file must be readable by the service
+ * user only.  Neither its content nor its length is ever logged.
+ */
+static int
+read_password(struct ctx *c, const char *path)
+{
+	struct stat	sb;
+	char		what[96];
+	ssize_t		n;
+	int		fd;
+
+	if (path == NULL || *path == '\0')
+		return password_error(c, "(unset)", "smtp_auth_user needs it");
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC |
+	    O_NONBLOCK)) == -1)
+		return password_error(c, path, strerror(errno));
+	if (fstat(fd, &sb) == -1) {
+		close(fd);
+		return password_error(c, path, strerror(errno));
+	}
+	if (!S_ISREG(sb.st_mode) || (sb.st_mode & (S_IRWXG | S_IRWXO))) {
+		close(fd);
+		snprintf(what, sizeof(what), "not a regular file of mode "
+		    "0600 or 0400 (mode %04o)", (unsigned)(sb.st_mode & 07777));
+		return password_error(c, path, what);
+	}
+	n = read(fd, c->pass, sizeof(c->pass) - 1);
+	close(fd);
+	c->pass[n > 0 ? n : 0] = '\0';
+	c->pass[strcspn(c->pass, "\r\n")] = '\0';
+	if (n < 0)
+		return password_error(c, path, strerror(errno));
+	if (strlen(c->pass) > SECRET_MAX)
+		return password_error(c, path, "password longer than 255 bytes");
+	if (c->pass[0] == '\0')
+		return password_error(c, path, "no password on its first line");
+	return 0;
+}
+
+/* libESMTP's SASL plugins ask here for the user name and password. */
+static int
+interact(auth_client_request_t req, char **result, int fields, void *arg)
+{
+	struct ctx	*c = arg;
+	int		 i;
+
+	if (!auth_allowed(c))
+		return 0;	/* the tx gate explains why */
+	for (i = 0; i < fields; i++) {
+		if (req[i].flags & AUTH_USER)
+			result[i] = c->user;
+		else if (req[i].flags & AUTH_PASS)
+			result[i] = c->pass;
+		else
+			return 0;	/* realm and the like: not ours */
+	}
+	return 1;
+}
+
+/*
+ * AUTH with the first mechanism of the relay's list that libESMTP has a
+ * plugin for (Debian: PLAIN, LOGIN, CRAM-MD5 in esmtp-plugins-6.2.0);
+ * libESMTP sends AUTH only if the relay offers it.  The plaintext ones
+ * are enabled here; the tx gate keeps every AUTH off connections without
+ * TLS unless smtp_tls = none.
+ */
+static int
+setup_auth(struct ctx *c, const struct smtp_relay *rl)
+{
+	static int	inited;
+
+	if (rl->auth_user == NULL || *rl->auth_user == '\0')
+		return 0;
+	if (strlen(rl->auth_user) > SECRET_MAX) {
+		set_why(&c->gate, 4, 0, "4.7.0", "local error: smtp_auth_user "
+		    "longer than 255 bytes");
+		return -1;
+	}
+	snprintf(c->user, sizeof(c->user), "%s", rl->auth_user);
+	if (read_password(c, rl->auth_password_file) == -1)
+		return -1;
+	if (!inited) {
+		auth_client_init();
+		inited = 1;
+	}
+	if ((c->auth = auth_create_context()) == NULL ||
+	    !auth_set_mechanism_flags(c->auth, AUTH_PLUGIN_PLAIN, 0) ||
+	    !auth_set_interact_cb(c->auth, interact, c) ||
+	    !smtp_auth_set_context(c->session, c->auth)) {
+		errno = ENOMEM;
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * One line per TLS session, as Postfix logs it; a handshake that did not
+ * complete (libESMTP says only "Client error") becomes the reason.
+ */
+static void
+log_tls(struct ctx *c)
+{
+	char	err[160];
+
+	if (c->w.tls_up && c->ti.proto[0] == '\0') {
+		ssl_error(err, sizeof(err));
+		block(c, 0, "4.7.5", "TLS handshake with relay failed: %s",
+		    err);
+	}
+	if (c->ti.proto[0] == '\0')
+		return;
+	if (c->ti.untrusted[0] != '\0')
+		log_msg(LOG_INFO, NULL, "Untrusted TLS connection established "
+		    "to %s: %s with cipher %s (%d bits); certificate: %s",
+		    c->relay, c->ti.proto, c->ti.cipher, c->ti.bits,
+		    c->ti.untrusted);
+	else
+		log_msg(LOG_INFO, NULL, "Verified TLS connection established "
+		    "to %s: %s with cipher %s (%d bits)", c->relay,
+		    c->ti.proto, c->ti.cipher, c->ti.bits);
 }
 
 /* ---- session ------------------------------------------------------- */
@@ -468,15 +1119,17 @@ setup_session(struct ctx *c, const struct smtp_relay *rl)
 		errno = EINVAL;
 		return -1;
 	}
+	c->rl = rl;
 	if ((c->session = smtp_create_session()) == NULL ||
 	    !smtp_set_server(c->session, hostport) ||
+	    !smtp_set_eventcb(c->session, event_cb, c) ||
 	    (rl->helo != NULL && *rl->helo != '\0' &&
 	    !smtp_set_hostname(c->session, rl->helo))) {
 		errno = ENOMEM;
 		return -1;
 	}
-	/* The default, said aloud: the smarthost is on a trusted path. */
-	(void)smtp_starttls_enable(c->session, Starttls_DISABLED);
+	if (setup_tls(c, rl) == -1 || setup_auth(c, rl) == -1)
+		return -1;
 	smtp_set_timeout(c->session, Timeout_GREETING | o, cmd);
 	smtp_set_timeout(c->session, Timeout_ENVELOPE | o, cmd);
 	smtp_set_timeout(c->session, Timeout_DATA | o, cmd);
@@ -495,12 +1148,15 @@ fail_rcpts(struct smtp_msg *m, const struct why *y)
 			put_rcpt(&m->rcpts[i], y);
 }
 
+/* For SIZE=: the caller's figure, else prepend + the rest of the file. */
 static unsigned long
 size_estimate(const struct smtp_msg *m, off_t start)
 {
 	struct stat	sb;
 	unsigned long	n = m->prepend != NULL ? strlen(m->prepend) : 0;
 
+	if (m->size > 0)
+		return (unsigned long)m->size;
 	if (fstat(m->fd, &sb) == 0 && sb.st_size > start)
 		n += (unsigned long)(sb.st_size - start);
 	return n;
@@ -549,10 +1205,12 @@ add_message(struct ctx *c, struct item *it, struct smtp_msg *m)
 		put_msg(m, 5, "no valid recipient");
 		return 0;
 	}
+	/* BODY=8BITMIME is set once the relay has offered it: ehlo_done(). */
+	it->size = size_estimate(m, it->src.start);
 	if ((it->m = smtp_add_message(c->session)) == NULL ||
 	    !smtp_set_reverse_path(it->m, m->sender) ||
 	    !smtp_set_messagecb(it->m, msg_cb, &it->src) ||
-	    !smtp_size_set_estimate(it->m, size_estimate(m, it->src.start)))
+	    !smtp_size_set_estimate(it->m, it->size))
 		return -1;
 	for (i = 0; i < m->nrcpts; i++)
 		if (m->rcpts[i].status == 0 && (it->r[i] =
@@ -599,7 +1257,9 @@ why_no_session(struct ctx *c, const struct sockopt_stats *st,
 	int	e = smtp_errno();
 	char	buf[128];
 
-	if (!st->connected && st->connect_errno != 0) {
+	if (c->gate.status != 0)	/* TLS or AUTH stopped it */
+		*y = c->gate;
+	else if (!st->connected && st->connect_errno != 0) {
 		set_why(y, 4, 0, "4.4.1", "connect to %s: %s", c->relay,
 		    strerror(st->connect_errno));
 		y->err = st->connect_errno;
@@ -684,22 +1344,24 @@ final(const smtp_status_t *st)
 
 /* One recipient after the session: RCPT reply, then end of data. */
 static void
-rcpt_outcome(const smtp_status_t *rs, const smtp_status_t *ds,
-    const struct why *cut, struct why *y)
+rcpt_outcome(const struct ctx *c, const struct item *it,
+    const smtp_status_t *rs, const struct why *cut, struct why *y)
 {
+	const smtp_status_t	*ds = smtp_message_transfer_status(it->m);
+
 	if (rs->code == 0)
 		*y = *cut;			/* never tried */
 	else if (rs->code / 100 != 2)
 		why_reply(y, rs, 1);		/* refused at RCPT */
-	else if (final(ds))
-		why_reply(y, ds, 0);		/* DATA or end-of-data reply */
+	else if (final(ds))			/* DATA or end-of-data reply */
+		why_msg_reply(y, ds, 0, it, &c->w);
 	else
 		*y = *cut;			/* no end-of-data reply */
 }
 
 /* MAIL refused, never tried, or the spool file failed: all alike. */
 static int
-whole_msg(struct item *it, const struct why *cut)
+whole_msg(const struct ctx *c, struct item *it, const struct why *cut)
 {
 	const smtp_status_t	*ms = smtp_reverse_path_status(it->m);
 	const smtp_status_t	*ds = smtp_message_transfer_status(it->m);
@@ -711,7 +1373,7 @@ whole_msg(struct item *it, const struct why *cut)
 	else if (ms->code == 0)
 		y = *cut;
 	else if (ms->code / 100 != 2)
-		why_reply(&y, ms, 0);
+		why_msg_reply(&y, ms, 1, it, &c->w);
 	else
 		return 0;
 	fail_rcpts(it->src.msg, &y);
@@ -720,25 +1382,25 @@ whole_msg(struct item *it, const struct why *cut)
 }
 
 static void
-msg_outcome(struct item *it, const struct why *cut)
+msg_outcome(const struct ctx *c, struct item *it, const struct why *cut)
 {
 	struct smtp_msg		*m = it->src.msg;
 	const smtp_status_t	*ds = smtp_message_transfer_status(it->m);
 	struct why		 y;
 	size_t			 i, ok = 0, tmp = 0;
 
-	if (whole_msg(it, cut))
+	if (whole_msg(c, it, cut))
 		return;
 	for (i = 0; i < m->nrcpts; i++) {
 		if (it->r[i] == NULL)
 			continue;	/* refused before sending */
-		rcpt_outcome(smtp_recipient_status(it->r[i]), ds, cut, &y);
+		rcpt_outcome(c, it, smtp_recipient_status(it->r[i]), cut, &y);
 		put_rcpt(&m->rcpts[i], &y);
 		ok += smtp_recipient_status(it->r[i])->code / 100 == 2;
 		tmp += y.status == 4;
 	}
 	if (ok > 0 && final(ds))
-		why_reply(&y, ds, 0);
+		why_msg_reply(&y, ds, 0, it, &c->w);
 	else if (ok > 0)
 		y = *cut;
 	else
@@ -775,7 +1437,8 @@ any_tried(const struct ctx *c)
 static int
 run(struct ctx *c, const struct smtp_relay *rl)
 {
-	struct sockopt_hooks	h = { rx_hook, tx_hook, txdone_hook, &c->w };
+	struct sockopt_hooks	h = { rx_hook, tx_hook, txdone_hook, tls_hook,
+				    c };
 	struct sockopt_stats	st;
 	struct why		y;
 	size_t			i;
@@ -793,6 +1456,7 @@ run(struct ctx *c, const struct smtp_relay *rl)
 	sockopt_disarm();
 	c->connected = st.connected;
 	format_relay(c, &st);
+	log_tls(c);
 	if (!any_tried(c)) {		/* no MAIL FROM got a reply */
 		why_no_session(c, &st, &y);
 		fail_all(c, &y);
@@ -801,8 +1465,8 @@ run(struct ctx *c, const struct smtp_relay *rl)
 	}
 	why_cut_short(c, &st, &y);
 	for (i = 0; i < c->n; i++)
-		if (c->items[i].m != NULL)
-			msg_outcome(&c->items[i], &y);
+		if (c->items[i].m != NULL && !c->items[i].src.msg->reported)
+			msg_outcome(c, &c->items[i], &y);
 	return 0;
 }
 
@@ -813,6 +1477,10 @@ ctx_free(struct ctx *c)
 
 	if (c->session != NULL)
 		smtp_destroy_session(c->session);
+	SSL_CTX_free(c->sslctx);	/* the session held its own reference */
+	if (c->auth != NULL)
+		auth_destroy_context(c->auth);
+	explicit_bzero(c->pass, sizeof(c->pass));
 	for (i = 0; c->items != NULL && i < c->n; i++)
 		free(c->items[i].r);
 	free(c->items);
@@ -822,18 +1490,25 @@ ctx_free(struct ctx *c)
 
 /* Every message deferred for one reason; no session was tried. */
 static int
-defer_all(struct smtp_msg *msgs, size_t n, int err, const char *text)
+defer_why(struct smtp_msg *msgs, size_t n, int err, const struct why *y)
 {
-	struct why	y;
 	size_t		i;
 
-	set_why(&y, 4, 0, "4.3.0", "%s", text);
 	for (i = 0; i < n; i++) {
-		fail_rcpts(&msgs[i], &y);
-		put_msg(&msgs[i], 4, y.text);
+		fail_rcpts(&msgs[i], y);
+		put_msg(&msgs[i], 4, y->text);
 	}
 	errno = err;
 	return -1;
+}
+
+static int
+defer_all(struct smtp_msg *msgs, size_t n, int err, const char *text)
+{
+	struct why	y;
+
+	set_why(&y, 4, 0, "4.3.0", "%s", text);
+	return defer_why(msgs, n, err, &y);
 }
 
 static int
@@ -872,6 +1547,7 @@ smtp_deliver(const struct smtp_relay *rl, struct smtp_msg *msgs, size_t n,
     char *relay_out, size_t relay_len)
 {
 	struct ctx	c;
+	struct why	y;
 	size_t		nsend = 0;
 	int		rv, err;
 
@@ -887,7 +1563,10 @@ smtp_deliver(const struct smtp_relay *rl, struct smtp_msg *msgs, size_t n,
 		    "not in effect (sockopt.c not linked dynamically)");
 	if (prepare(&c, rl, msgs, n, &nsend) == -1) {
 		rv = errno;
+		y = c.gate;
 		ctx_free(&c);
+		if (y.status != 0)	/* TLS or AUTH setup, said why */
+			return defer_why(msgs, n, EPROTO, &y);
 		return defer_all(msgs, n, rv, rv == EINVAL ?
 		    "invalid relay host or port" : "local error: out of memory");
 	}

@@ -9,18 +9,51 @@
  * Message-Id:, dropped Return-Path: and repeated To:/Cc:) is bypassed,
  * see smtp.c.
  *
- * The executable must be linked with worker/sockopt.c and libesmtp
- * (pkg-config libesmtp-1.0), dynamically: smtp_deliver() refuses to run
- * (-1, ENOSYS, every message deferred) if the socket hooks of sockopt.c
- * are not in effect, since without them the byte-exact transfer cannot
- * be guaranteed.
+ * The executable must be linked with worker/sockopt.c, libesmtp
+ * (pkg-config libesmtp-1.0) and OpenSSL (openssl), dynamically:
+ * smtp_deliver() refuses to run (-1, ENOSYS, every message deferred) if
+ * the socket and SSL hooks of sockopt.c are not in effect, since without
+ * them the byte-exact transfer cannot be guaranteed.
+ *
+ * STARTTLS (smtp_relay.tls): TLS_NONE never starts TLS (the relay is on
+ * a trusted path); TLS_MAY uses it when the relay offers it, and goes on
+ * (logging "Untrusted TLS connection") if the certificate does not
+ * verify; TLS_ENCRYPT requires it with a certificate that chains to
+ * tls_ca_file (or the system's store) and names the relay (host name or
+ * IPv4 address): otherwise no MAIL is sent and every message is
+ * deferred, reply "TLS required but not offered by relay" or "TLS
+ * certificate of relay not trusted: ...".  A TLS session is logged once,
+ * as Postfix does ("Verified TLS connection established to ...").
+ *
+ * AUTH (auth_user, auth_password_file): the first mechanism in the
+ * relay's list that libESMTP has a plugin for (PLAIN, LOGIN, CRAM-MD5),
+ * sent only if the relay offers AUTH.  The password
+ * is the first line of the file, read at each session; a file that group
+ * or others may access is refused (logged, every message deferred).
+ * With auth_user set, no MAIL is sent unless the relay said 235: a 535
+ * (tried once per session), no AUTH offered, or no usable mechanism
+ * defers every message with the relay's reply or the reason.  The
+ * password goes out only over TLS, or in clear text when tls is TLS_NONE
+ * (the admin's statement that the path is trusted, e.g. a relay on the
+ * same host); with TLS_MAY and a relay that offers no STARTTLS the mail
+ * waits ("AUTH not attempted") rather than showing the password on the
+ * wire.  It is never logged nor put in a reply.
+ *
+ * SIZE and 8BITMIME: each MAIL carries SIZE=smtp_msg.size (or an
+ * estimate) when the relay offers SIZE, and BODY=8BITMIME for a message
+ * with eightbit set when the relay offers 8BITMIME (an 8-bit message
+ * goes as it is to a relay that does not).  A 552 to MAIL, or 552 5.3.4
+ * after the data, fails the message's recipients (5, "5.3.4", reply
+ * "message too big for relay (N bytes, limit L): 552 ...").
  *
  * Outcome of a recipient (struct smtp_rcpt.status):
  *   0  not looked at (only before the call)
  *   2  delivered: the server accepted the message for it
  *   4  deferred: retry later (4xx, 552 to RCPT as RFC 5321 says, lost
- *      connection, timeout, 421, local read error)
- *   5  failed: permanent refusal (5xx other than 552 to RCPT)
+ *      connection, timeout, 421, local read error, TLS or AUTH that
+ *      could not be had as configured)
+ *   5  failed: permanent refusal (5xx other than 552 to RCPT; a
+ *      message too big for the relay)
  * code is the SMTP reply code that decided it, 0 when none did (the
  * recipient was never tried, or the connection was lost or timed out
  * before the end-of-data reply).  enh is the RFC 3463 status: the
@@ -53,10 +86,12 @@ struct smtp_msg {		/* one message, one transaction */
 	const char	*prepend;	/* header lines, each ending in "\n" */
 	const char	*insert;	/* text inserted where the stream reaches */
 	off_t		 insert_at;	/* this file offset (subject prefix) */
-	off_t		 size;		/* message size for SIZE=, 0: unknown */
+	off_t		 size;		/* bytes for SIZE=; 0: estimated here */
 	int		 eightbit;	/* 8-bit body: BODY=8BITMIME if offered */
 	struct smtp_rcpt *rcpts;
 	size_t		 nrcpts;
+	void		*app;		/* the caller's, untouched */
+	int		 reported;	/* out: given to relay->done already */
 	int		 status;	/* out: 2 accepted at end of data, 4, 5 */
 	char		 reply[SMTP_REPLY_MAX];	/* out: final reply or error */
 };
@@ -73,6 +108,16 @@ struct smtp_relay {
 	const char	*tls_ca_file;	/* NULL: the system's CA store */
 	const char	*auth_user;	/* NULL: no AUTH */
 	const char	*auth_password_file; /* read at each session */
+	/*
+	 * Called as each transaction ends (its end-of-data reply read), with
+	 * that message's outcome filled in, so that the caller can record it
+	 * before the next transaction; the other messages are filled in when
+	 * smtp_deliver returns.  A non-zero return ends the session after
+	 * this transaction (nothing else is sent).  NULL: not called.
+	 */
+	int		(*done)(struct smtp_msg *m, const char *relay,
+			    void *arg);
+	void		*done_arg;
 	unsigned	 flags;		/* SMTP_F_*, 0 in production */
 };
 
@@ -91,11 +136,13 @@ struct smtp_relay {
  * Returns 0 when a session ran: look at each message and recipient
  * (a message whose every recipient was refused still counts as a
  * session that ran).  Returns -1 with errno set (ECONNREFUSED,
- * ETIMEDOUT, EHOSTUNREACH, EPROTO for a refusing greeting or EHLO,
- * EINVAL for a missing host or an IPv6 literal, ENOSYS if sockopt.c is
- * not in effect, ENOMEM) when no message could be tried: then every
- * message and recipient is deferred (status 4) and carries the reason
- * in reply.  One call at a time per process (see sockopt.h).
+ * ETIMEDOUT, EHOSTUNREACH, EPROTO for a refusing greeting or EHLO and
+ * for TLS or AUTH that stopped the session, EINVAL for a missing host
+ * or an IPv6 literal, ENOSYS if sockopt.c is not in effect, ENOMEM)
+ * when no message could be tried: then every message and recipient is
+ * deferred (status 4) and carries the reason in reply.  One call at a
+ * time per process (see sockopt.h); the worker's environment gets
+ * XDG_CONFIG_DIR set (see smtp.c, no_client_cert).
  *
  * Input that would inject SMTP commands or headers is refused per item:
  * a recipient address or sender with control characters, '<' or '>'

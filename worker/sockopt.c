@@ -18,19 +18,31 @@
  * So once the socket has hit EOF, an error or a timeout, poll() on it
  * fails, and libESMTP ends the session instead.
  *
+ * STARTTLS: once libESMTP starts TLS, it reads and writes through libssl
+ * (SSL_read, SSL_write), and libssl's own read() and write() calls on
+ * the socket come to this file's definitions too, carrying ciphertext.
+ * So from the SSL_connect() libESMTP makes on the tracked socket on,
+ * read() and write() leave the bytes alone (socket options, MSG_NOSIGNAL
+ * and the dead-socket guard stay), and the rx and tx hooks run in
+ * SSL_read() and SSL_write() instead, on the plaintext: the decoy is
+ * removed, and CHUNKING hidden, in TLS sessions exactly as in plain ones.
+ *
  * How: libesmtp.so imports connect, read, write, poll and close from
- * libc (nm -D libesmtp.so.6).  The executable defines these five
- * symbols; the dynamic linker binds libesmtp.so's references to the
- * executable's definitions before libc's, and each one passes through
- * to libc's via dlsym(RTLD_NEXT).  Only a connect() whose caller lies
- * inside libesmtp.so, made while armed, starts tracking its socket;
- * read, write, poll and close act on that one descriptor only.
+ * libc and SSL_connect, SSL_read and SSL_write from libssl (nm -D
+ * libesmtp.so.6).  The executable defines these eight symbols; the
+ * dynamic linker binds libesmtp.so's references to the executable's
+ * definitions before libc's and libssl's, and each one passes through
+ * to the next definition via dlsym(RTLD_NEXT).  Only a connect() whose
+ * caller lies inside libesmtp.so, made while armed, starts tracking its
+ * socket; read, write, poll and close act on that one descriptor only,
+ * and the SSL functions on the one SSL that libESMTP connects over it.
  * sockopt_interposed() tells whether the binding really happened (it
  * does not if the executable is linked statically or without libesmtp),
  * so a caller that relies on the hooks can refuse to run without them.
  *
- * Invariants: at most one socket is tracked; it stops being tracked at
- * close(); every other descriptor goes straight to libc, untouched.
+ * Invariants: at most one socket and one SSL are tracked; they stop
+ * being tracked at close(); every other descriptor and SSL goes straight
+ * to libc and libssl, untouched; the hooks never see ciphertext.
  */
 
 #ifndef _GNU_SOURCE
@@ -51,6 +63,7 @@
 #include <time.h>
 
 #include <libesmtp.h>
+#include <openssl/ssl.h>	/* includes no <unistd.h>: see below */
 
 #include "sockopt.h"
 
@@ -75,12 +88,19 @@ static struct {
 	void	 *esmtp;	/* load address of libesmtp.so */
 } libc;
 
+static struct {			/* libssl's, looked up at first use */
+	int	(*connect)(SSL *);
+	int	(*read)(SSL *, void *, int);
+	int	(*write)(SSL *, const void *, int);
+} ssl;
+
 static struct {
 	int			armed;
 	int			opts;
 	int			timeout_ms;
 	int			fd;	/* tracked socket, -1 if none */
 	int			dead;	/* EOF, error or timeout seen */
+	SSL			*ssl;	/* libESMTP's TLS on fd, NULL before */
 	struct sockopt_hooks	hooks;
 	struct sockopt_stats	st;
 } T = { .fd = -1, .st.fd = -1 };
@@ -239,6 +259,16 @@ connect(int fd, const struct sockaddr *sa, socklen_t len)
 	return tracked_connect(fd, sa, len);
 }
 
+/* A refused write: make libESMTP see a dropped connection. */
+static int
+refuse(int fd)
+{
+	(void)shutdown(fd, SHUT_RDWR);
+	T.st.read_errno = errno = EPROTO;
+	T.dead = 1;
+	return -1;
+}
+
 static void
 note_error(ssize_t r)
 {
@@ -271,7 +301,7 @@ read(int fd, void *buf, size_t n)
 	r = libc.read(fd, buf, n);
 	if (r <= 0)
 		note_error(r);
-	else if (T.hooks.rx != NULL)
+	else if (T.hooks.rx != NULL && T.ssl == NULL)	/* not ciphertext */
 		T.hooks.rx(T.hooks.arg, buf, (size_t)r);
 	return r;
 }
@@ -285,15 +315,10 @@ write(int fd, const void *buf, size_t n)
 	if (fd < 0 || fd != T.fd)
 		return libc.write(fd, buf, n);
 	T.st.writes++;
-	if (T.hooks.tx != NULL)
+	if (T.hooks.tx != NULL && T.ssl == NULL)	/* not ciphertext */
 		drop = T.hooks.tx(T.hooks.arg, buf, n);
-	if (drop < 0 || (size_t)drop > n) {
-		/* Refused: make libESMTP see a dropped connection. */
-		(void)shutdown(fd, SHUT_RDWR);
-		T.st.read_errno = errno = EPROTO;
-		T.dead = 1;
-		return -1;
-	}
+	if (drop < 0 || (size_t)drop > n)
+		return refuse(fd);
 	/* MSG_NOSIGNAL: a reset peer must give EPIPE, not kill us. */
 	r = send(fd, (const char *)buf + drop, n - (size_t)drop,
 	    MSG_NOSIGNAL);
@@ -317,6 +342,34 @@ polls_tracked(const struct pollfd *fds, nfds_t n)
 	return 0;
 }
 
+/*
+ * libESMTP handles a readable socket before it flushes the command it
+ * has just buffered.  Over TLS 1.3 the relay's session tickets, sent
+ * unasked after the handshake, make the socket readable with no reply
+ * in them: libESMTP would then wait for the reply to an EHLO it has not
+ * sent, until the command timeout.  So while TLS is on, a socket that
+ * can be written to is reported as writable only; its input waits for
+ * the next poll, which comes once the command is out.
+ */
+static int
+write_first(struct pollfd *fds, nfds_t n, int r)
+{
+	nfds_t	i;
+	int	out = 0;
+
+	for (i = 0; i < n; i++)
+		if (fds[i].fd == T.fd && (fds[i].revents & POLLOUT))
+			out = 1;
+	if (!out)
+		return r;
+	for (r = 0, i = 0; i < n; i++) {
+		if (fds[i].fd == T.fd)
+			fds[i].revents &= ~POLLIN;
+		r += fds[i].revents != 0;
+	}
+	return r;
+}
+
 /* A dead socket must not look readable to libESMTP again (see top). */
 int
 sockopt_poll(struct pollfd *fds, nfds_t n, int timeout)
@@ -333,6 +386,8 @@ sockopt_poll(struct pollfd *fds, nfds_t n, int timeout)
 	r = libc.poll(fds, n, timeout);
 	if (r == 0 && timeout > 0)
 		T.st.timedout = T.dead = 1;
+	if (r > 0 && T.ssl != NULL)
+		r = write_first(fds, n, r);
 	return r;
 }
 
@@ -340,9 +395,83 @@ int
 close(int fd)
 {
 	resolve();
-	if (fd >= 0 && fd == T.fd)
+	if (fd >= 0 && fd == T.fd) {
 		T.fd = -1;
+		T.ssl = NULL;
+	}
 	return libc.close(fd);
+}
+
+/* ---- TLS: the same hooks, on the plaintext ---------------------------- */
+
+static void
+ssl_resolve(void)
+{
+	resolve();
+	if (ssl.write != NULL)
+		return;
+	ssl.connect = next_sym("SSL_connect");
+	ssl.read = next_sym("SSL_read");
+	ssl.write = next_sym("SSL_write");
+}
+
+/*
+ * libESMTP calls this in a loop until the handshake is done; the first
+ * call on the tracked socket switches read() and write() to ciphertext
+ * pass-through, before libssl sends its first byte.
+ */
+int
+SSL_connect(SSL *s)
+{
+	ssl_resolve();
+	if (s != NULL && s != T.ssl && T.fd != -1 && SSL_get_rfd(s) == T.fd &&
+	    from_libesmtp(__builtin_return_address(0))) {
+		T.ssl = s;
+		T.st.tls = 1;
+		if (T.hooks.tls != NULL)
+			T.hooks.tls(T.hooks.arg, s);
+	}
+	return ssl.connect(s);
+}
+
+int
+SSL_read(SSL *s, void *buf, int n)
+{
+	int	r;
+
+	ssl_resolve();
+	r = ssl.read(s, buf, n);
+	if (s != NULL && s == T.ssl && r > 0 && T.hooks.rx != NULL)
+		T.hooks.rx(T.hooks.arg, buf, (size_t)r);
+	return r;
+}
+
+/*
+ * As write(), one level up.  A retried SSL_write() (after WANT_WRITE)
+ * gets the same arguments again, and tx drops the same prefix, so libssl
+ * sees its retry repeated exactly.  Nothing left to send after the drop:
+ * libssl is not called (a zero-length SSL_write reports an error).
+ */
+int
+SSL_write(SSL *s, const void *buf, int n)
+{
+	ssize_t	drop;
+	int	r;
+
+	ssl_resolve();
+	if (s == NULL || s != T.ssl || T.hooks.tx == NULL || n <= 0)
+		return ssl.write(s, buf, n);
+	drop = T.hooks.tx(T.hooks.arg, buf, (size_t)n);
+	if (drop < 0 || drop > n)
+		return refuse(T.fd);
+	if (drop == n)
+		r = 0;
+	else if ((r = ssl.write(s, (const char *)buf + drop,
+	    n - (int)drop)) <= 0)
+		return r;
+	if (T.hooks.txdone != NULL)
+		T.hooks.txdone(T.hooks.arg, (size_t)drop);
+	return r + (int)drop;
 }
 
 int
@@ -354,7 +483,10 @@ sockopt_interposed(void)
 	    dlsym(RTLD_DEFAULT, "read") == (void *)read &&
 	    dlsym(RTLD_DEFAULT, "write") == (void *)write &&
 	    dlsym(RTLD_DEFAULT, "poll") == (void *)sockopt_poll &&
-	    dlsym(RTLD_DEFAULT, "close") == (void *)close;
+	    dlsym(RTLD_DEFAULT, "close") == (void *)close &&
+	    dlsym(RTLD_DEFAULT, "SSL_connect") == (void *)SSL_connect &&
+	    dlsym(RTLD_DEFAULT, "SSL_read") == (void *)SSL_read &&
+	    dlsym(RTLD_DEFAULT, "SSL_write") == (void *)SSL_write;
 }
 
 void
@@ -365,6 +497,7 @@ sockopt_arm(int opts, int connect_timeout_ms, const struct sockopt_hooks *h)
 	T.st.fd = -1;
 	T.st.nodelay = T.st.quickack = -1;
 	T.fd = -1;
+	T.ssl = NULL;
 	T.dead = 0;
 	T.opts = opts;
 	T.timeout_ms = connect_timeout_ms;
@@ -380,6 +513,7 @@ sockopt_disarm(void)
 {
 	T.armed = 0;
 	T.fd = -1;
+	T.ssl = NULL;
 	memset(&T.hooks, 0, sizeof(T.hooks));
 }
 

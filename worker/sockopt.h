@@ -5,10 +5,12 @@
  * libESMTP 1.1 has no API to reach its socket: no socket options, no
  * connect timeout, no way to see or edit the bytes it exchanges.  The
  * executable therefore defines connect(), read(), write(), poll() and
- * close() itself; the dynamic linker binds libesmtp.so's calls to these
- * definitions, which pass through to libc (dlsym(RTLD_NEXT)) and act
- * only on a socket that libESMTP itself connected while armed.  See
- * sockopt.c for the details and the reasons.
+ * close() itself, and SSL_connect(), SSL_read() and SSL_write() for the
+ * same connection once STARTTLS is on; the dynamic linker binds
+ * libesmtp.so's calls to these definitions, which pass through to libc
+ * and libssl (dlsym(RTLD_NEXT)) and act only on a socket that libESMTP
+ * itself connected while armed.  See sockopt.c for the details and the
+ * reasons.
  *
  * Not thread-safe: one armed session per process (listqd workers are
  * single-threaded).
@@ -21,7 +23,10 @@
 #include <sys/socket.h>
 
 /*
- * Hooks called for the tracked socket only.  All may be NULL.
+ * Hooks called for the tracked connection only, always on the SMTP
+ * plaintext: on the socket's bytes until TLS starts, then on what
+ * SSL_read() returns and SSL_write() is given (the ciphertext on the
+ * socket is never shown to them).  All may be NULL.
  *  rx:     after every successful read, on the bytes read; may edit
  *          them in place (same length).
  *  tx:     before every write: returns how many leading bytes of buf
@@ -30,11 +35,14 @@
  *          shut down so that libESMTP sees it drop.  Must not change
  *          state: the same buffer comes back if the write is retried.
  *  txdone: after a write that sent something, with what tx dropped.
+ *  tls:    once, when libESMTP starts the TLS handshake on the socket
+ *          (after the 220 to STARTTLS), with its SSL *.
  */
 struct sockopt_hooks {
 	void	(*rx)(void *arg, char *buf, size_t len);
 	ssize_t	(*tx)(void *arg, const char *buf, size_t len);
 	void	(*txdone)(void *arg, size_t dropped);
+	void	(*tls)(void *arg, void *ssl);
 	void	 *arg;
 };
 
@@ -53,11 +61,13 @@ struct sockopt_stats {
 	int		timedout;	/* a libESMTP timeout expired */
 	int		read_errno;	/* last hard read/write error, 0 if none */
 	int		connected;	/* a connect succeeded while armed */
+	int		tls;		/* a TLS handshake started on it */
 	struct sockaddr_storage peer;	/* last address tried or connected */
 	socklen_t	peerlen;
 };
 
-/* 1 if the process's connect/read/write/close are this file's. */
+/* 1 if the process's connect/read/write/poll/close and SSL_connect/
+   SSL_read/SSL_write are this file's. */
 int	sockopt_interposed(void);
 /* Track the next socket libESMTP connects; opts: SOCKOPT_* bits. */
 void	sockopt_arm(int opts, int connect_timeout_ms,

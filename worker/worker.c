@@ -7,6 +7,8 @@
  * SMTP session.  It never opens another worker's bucket (invariant 3).
  * SIGTERM: finish the transaction in flight, then exit 0.  SIGHUP:
  * reload the configuration.  SIGUSR1: every deferred entry is due now.
+ * Between batches it answers the listq requests the master passes it
+ * (worker_ctl.c), as the owner of the entries they name.
  */
 #include <sys/inotify.h>
 #include <sys/prctl.h>
@@ -81,6 +83,30 @@ worker_check_signals(struct worker *w)
 	return w->stopping;
 }
 
+/*
+ * An orphan state file whose message is in hold/ or corrupt/ is the end
+ * of an interrupted move there (or back): it joins its message.
+ */
+static bool
+join_message(struct worker *w, unsigned int b, const char *id,
+    const char *name)
+{
+	static const char *const where[] = { SPOOL_HOLD, SPOOL_CORRUPT };
+	int to[] = { w->holdfd, w->corruptfd };
+	struct stat st;
+	size_t i;
+
+	for (i = 0; i < 2; i++) {
+		if (fstatat(to[i], id, &st, AT_SYMLINK_NOFOLLOW) == -1)
+			continue;
+		if (renameat(w->bucketfd[b], name, to[i], name) == 0)
+			log_msg(LOG_INFO, id, "moved leftover %s to %s/", name,
+			    where[i]);
+		return true;
+	}
+	return false;
+}
+
 /* Removes what an interrupted owner left: orphan state files, temps. */
 static void
 sweep_name(struct worker *w, unsigned int b, const char *name)
@@ -93,12 +119,15 @@ sweep_name(struct worker *w, unsigned int b, const char *name)
 		return;
 	memcpy(id, name, QID_LEN);
 	id[QID_LEN] = '\0';
-	if (strcmp(dot, ".state.tmp") == 0 || (strcmp(dot, STATE_SUFFIX) == 0 &&
-	    fstatat(w->bucketfd[b], id, &st, AT_SYMLINK_NOFOLLOW) == -1 &&
-	    errno == ENOENT)) {
-		if (unlinkat(w->bucketfd[b], name, 0) == 0)
-			log_msg(LOG_INFO, id, "removed leftover %s", name);
-	}
+	if (strcmp(dot, STATE_SUFFIX) == 0) {
+		/* Not an orphan, or now beside its message: keep it. */
+		if (fstatat(w->bucketfd[b], id, &st, AT_SYMLINK_NOFOLLOW) ==
+		    0 || errno != ENOENT || join_message(w, b, id, name))
+			return;
+	} else if (strcmp(dot, ".state.tmp") != 0)
+		return;
+	if (unlinkat(w->bucketfd[b], name, 0) == 0)
+		log_msg(LOG_INFO, id, "removed leftover %s", name);
 }
 
 static void
@@ -235,13 +264,14 @@ run(struct worker *w)
 {
 	size_t max = w->ctx->cfg.max_messages_per_session;
 	struct sched_entry *due = calloc(max, sizeof(*due));
-	struct pollfd pf[2];
+	struct pollfd pf[3];
 	time_t now;
 	size_t n;
 
 	if (due == NULL)
 		log_exit(EX_TEMPFAIL, NULL, "worker: out of memory");
 	while (!worker_check_signals(w)) {
+		worker_control(w);
 		read_inotify(w);
 		now = time(NULL);
 		if (now >= w->next_rescan)
@@ -260,7 +290,8 @@ run(struct worker *w)
 		worker_doing(w, "idle", NULL);
 		pf[0] = (struct pollfd){ .fd = w->sigfd, .events = POLLIN };
 		pf[1] = (struct pollfd){ .fd = w->inofd, .events = POLLIN };
-		poll(pf, 2, sleep_ms(w, now));
+		pf[2] = (struct pollfd){ .fd = w->ctx->chan, .events = POLLIN };
+		poll(pf, 3, sleep_ms(w, now));
 	}
 	free(due);
 }
@@ -278,6 +309,7 @@ worker_main(struct worker_ctx *ctx)
 	w.ctx = ctx;
 	snprintf(ident, sizeof(ident), "listqd/worker%u", ctx->index);
 	log_init(ident, ctx->foreground ? LOG_ALSO_STDERR : 0);
+	stats_observe_start(&ctx->slot->counts, &ctx->slot->relay);
 	if ((w.sigfd = pool_signalfd(0)) == -1)
 		log_exit(EX_OSERR, NULL, "worker: signalfd: %s", strerror(errno));
 	open_spool(&w);

@@ -29,5 +29,7 @@ bool	worker_owns(const struct worker *w, unsigned int b);
 bool	worker_check_signals(struct worker *w);
 /* Says what the worker does, in the process title and its slot. */
 void	worker_doing(struct worker *w, const char *what, const char *id);
+/* Handles the listq requests the master passed (worker_ctl.c). */
+void	worker_control(struct worker *w);
 
 #endif

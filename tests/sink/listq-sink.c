@@ -1,7 +1,8 @@
 /*
  * listq-sink: a scriptable SMTP server for listq's tests, demo and
  * benchmarks.  It listens on 127.0.0.1 only, speaks ESMTP with PIPELINING
- * (and CHUNKING with -c), records or counts what it accepts, and injects
+ * (and CHUNKING with -c, STARTTLS with -T, AUTH PLAIN and LOGIN with -A,
+ * a SIZE limit with -S), records or counts what it accepts, and injects
  * faults on request.
  *
  * Invariants:
@@ -18,15 +19,22 @@
  *    input buffer, output before input handling pauses, recipients per
  *    transaction, connections.  Each pass of a loop over input consumes
  *    input or stops.
+ *  - STARTTLS (RFC 3207): the 220 goes out in clear, input buffered after
+ *    the STARTTLS line is discarded, and after the handshake the session
+ *    starts over (no HELO, no AUTH, no transaction); from then on every
+ *    byte in and out of the connection passes through its SSL.
  *
- * Usage: listq-sink [-cv] [-d dir] [-L logfile] [-m maxmsgs] [-P portfile]
- *                   [-p port] [-r rulesfile] [-t seconds]
+ * Usage: listq-sink [-cv] [-A user:password] [-d dir] [-L logfile]
+ *                   [-m maxmsgs] [-P portfile] [-p port] [-r rulesfile]
+ *                   [-S bytes] [-T certfile:keyfile] [-t seconds]
  *
  * Recorded (-d): DIR/<seq>.eml, seq an 8-digit counter, holding the lines
  * "X-Sink-Mail-From: <addr>", one "X-Sink-Rcpt-To: <addr>" per accepted
- * recipient and "X-Sink-Connection: <n>", each ending in LF, then an empty
- * line (LF), then the message as received after dot-unstuffing.  -L adds
- * "<seq> addr" per accepted recipient.  README.md has the details.
+ * recipient, "X-Sink-Connection: <n>", "X-Sink-TLS: yes|no", and when
+ * they apply "X-Sink-Auth: <user>" and "X-Sink-Mail-Params: <params>",
+ * each ending in LF, then an empty line (LF), then the message as
+ * received after dot-unstuffing.  -L adds "<seq> addr" per accepted
+ * recipient.  README.md has the details.
  *
  * Rules file: one rule per line, '#' starts a comment line, words are
  * separated by blanks.  For each event the first stall rule that matches
@@ -46,7 +54,8 @@
  *                                allowed)
  *
  * VERB is EHLO, HELO, MAIL, RCPT, DATA, BDAT, DOT (the end-of-data reply,
- * also for BDAT LAST), RSET, NOOP or QUIT, and for stall also GREET.
+ * also for BDAT LAST), RSET, NOOP, QUIT, STARTTLS or AUTH, and for stall
+ * also GREET.
  * CODE is 200-599: 2xx and 3xx let the command succeed with TEXT as its
  * reply, 4xx and 5xx refuse it.  A bad rule exits 64 with
  * "listq-sink: FILE:LINE: reason".
@@ -81,6 +90,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+
 #define SINK_NAME	"listq-sink"
 #define MAX_CONN	1024
 #define INBUF_SIZE	65536		/* per connection, fixed */
@@ -111,6 +124,8 @@ enum {
 	V_RSET	= 1 << 8,
 	V_NOOP	= 1 << 9,
 	V_QUIT	= 1 << 10,
+	V_STARTTLS = 1 << 11,
+	V_AUTH	= 1 << 12,
 };
 
 static const struct {
@@ -120,7 +135,8 @@ static const struct {
 	{ "GREET", V_GREET }, { "EHLO", V_EHLO }, { "HELO", V_HELO },
 	{ "MAIL", V_MAIL }, { "RCPT", V_RCPT }, { "DATA", V_DATA },
 	{ "BDAT", V_BDAT }, { "DOT", V_DOT }, { "RSET", V_RSET },
-	{ "NOOP", V_NOOP }, { "QUIT", V_QUIT },
+	{ "NOOP", V_NOOP }, { "QUIT", V_QUIT }, { "STARTTLS", V_STARTTLS },
+	{ "AUTH", V_AUTH },
 };
 
 enum rkind { R_GREET, R_RCPT, R_CMD, R_CLOSE, R_DROP, R_STALL };
@@ -151,12 +167,17 @@ enum cstate {
 	CS_DATA,	/* reading a DATA body */
 	CS_BDAT,	/* reading the bytes of a BDAT chunk */
 	CS_BDAT_END,	/* chunk read, its reply not yet given */
+	CS_STARTTLS,	/* flushing the 220 to STARTTLS, in clear */
+	CS_TLS,		/* TLS handshake under way */
 	CS_CLOSING,	/* flushing the last reply */
 	CS_DRAIN,	/* write side shut, discarding input until EOF */
 	CS_DEAD		/* to be closed by whoever holds it */
 };
 
 enum stop { STOP_INPUT, STOP_STALL, STOP_OUTPUT, STOP_STATE };
+
+/* Where an AUTH exchange stands: what the next client line must be. */
+enum astep { A_NONE, A_PLAIN, A_LOGIN_USER, A_LOGIN_PASS };
 
 struct conn {
 	int		 fd;
@@ -175,10 +196,17 @@ struct conn {
 	int		 discarding;	/* skipping the rest of a long line */
 	int		 refused;	/* the greeting refused the session */
 	int		 helo;
+	SSL		*ssl;		/* NULL until STARTTLS */
+	short		 tls_want;	/* POLLIN/POLLOUT the handshake waits for */
+	int		 tls_more;	/* the SSL may hold unread input */
+	enum astep	 astep;
+	char		*login_user;	/* AUTH LOGIN: the name given */
+	char		*auth_user;	/* authenticated as, NULL if not */
 	/* the transaction */
 	int		 in_tx;
 	int		 chunking;	/* BDAT has started its data */
 	char		*from;
+	char		*params;	/* MAIL parameters, "" if none */
 	char		**rcpt;
 	size_t		 nrcpt, rcptcap;
 	FILE		*fp;
@@ -196,6 +224,10 @@ struct conn {
 static struct {
 	int		 chunking;
 	int		 verbose;
+	SSL_CTX		*tls;		/* -T: STARTTLS offered */
+	const char	*auth_user;	/* -A: AUTH offered */
+	const char	*auth_pass;
+	unsigned long long size_limit;	/* -S, 0: none */
 	const char	*dir;
 	FILE		*log;
 	unsigned long long max_msgs;
@@ -636,6 +668,37 @@ reply_rule(struct conn *c, const struct rule *r)
 	reply(c, "%d %s", r->code, r->text);
 }
 
+/* SSL_read() or SSL_write() gave n <= 0: EAGAIN, 0 (EOF) or an error. */
+static int
+tls_errno(struct conn *c, int n)
+{
+	switch (SSL_get_error(c->ssl, n)) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		return EAGAIN;
+	case SSL_ERROR_ZERO_RETURN:	/* also a TCP EOF: see tls_init */
+		return 0;
+	default:
+		ERR_clear_error();
+		return ECONNRESET;
+	}
+}
+
+/* As send(2), through the SSL once TLS is on; EAGAIN: try later. */
+static ssize_t
+conn_send(struct conn *c, const char *p, size_t len)
+{
+	int n;
+
+	if (c->ssl == NULL)
+		return send(c->fd, p, len, MSG_NOSIGNAL);
+	if ((n = SSL_write(c->ssl, p, len > INT_MAX ? INT_MAX : (int)len)) > 0)
+		return n;
+	if ((errno = tls_errno(c, n)) == 0)
+		errno = EPIPE;
+	return -1;
+}
+
 /* Returns -1 if the connection is broken. */
 static int
 conn_flush(struct conn *c)
@@ -643,8 +706,7 @@ conn_flush(struct conn *c)
 	ssize_t n;
 
 	while (c->ooff < c->olen) {
-		n = send(c->fd, c->out + c->ooff, c->olen - c->ooff,
-		    MSG_NOSIGNAL);
+		n = conn_send(c, c->out + c->ooff, c->olen - c->ooff);
 		if (n == -1) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK ||
 			    errno == EINTR)
@@ -675,6 +737,8 @@ tx_reset(struct conn *c)
 	}
 	free(c->from);
 	c->from = NULL;
+	free(c->params);
+	c->params = NULL;
 	for (i = 0; i < c->nrcpt; i++)
 		free(c->rcpt[i]);
 	c->nrcpt = 0;
@@ -723,7 +787,13 @@ tx_open_data(struct conn *c, unsigned ev)
 	fprintf(c->fp, "X-Sink-Mail-From: <%s>\n", c->from);
 	for (i = 0; i < c->nrcpt; i++)
 		fprintf(c->fp, "X-Sink-Rcpt-To: <%s>\n", c->rcpt[i]);
-	fprintf(c->fp, "X-Sink-Connection: %llu\n\n", c->id);
+	fprintf(c->fp, "X-Sink-Connection: %llu\n", c->id);
+	fprintf(c->fp, "X-Sink-TLS: %s\n", c->ssl != NULL ? "yes" : "no");
+	if (c->auth_user != NULL)
+		fprintf(c->fp, "X-Sink-Auth: %s\n", c->auth_user);
+	if (c->params != NULL && *c->params != '\0')
+		fprintf(c->fp, "X-Sink-Mail-Params: %s\n", c->params);
+	fputc('\n', c->fp);
 	return 0;
 }
 
@@ -775,9 +845,17 @@ tx_commit(struct conn *c)
 static void
 tx_finish(struct conn *c, unsigned ev)
 {
-	struct rule *r = rule_respond(ev, NULL);
+	struct rule *r;
 
 	c->state = CS_CMD;
+	/* Checked first, so that no -once rule is spent on the message. */
+	if (g.size_limit != 0 && c->msgbytes > g.size_limit) {
+		tx_reset(c);
+		reply(c, "552 5.3.4 message size exceeds fixed maximum "
+		    "message size (%llu)", g.size_limit);
+		return;
+	}
+	r = rule_respond(ev, NULL);
 	if (r != NULL && r->kind == R_CLOSE) {
 		reply(c, "421 4.3.2 closing");
 		conn_closing(c);
@@ -871,9 +949,12 @@ drop_check(struct conn *c)
 
 /* Commands */
 
-/* Parses "FROM:<addr> params" or "TO:<addr>"; returns addr or NULL. */
+/*
+ * Parses "FROM:<addr> params" or "TO:<addr>"; returns addr or NULL, and
+ * the parameters in *params if that is not NULL.
+ */
 static char *
-parse_path(char *arg, const char *prefix)
+parse_path(char *arg, const char *prefix, char **params)
 {
 	size_t n = strlen(prefix);
 	char *p, *q;
@@ -887,13 +968,16 @@ parse_path(char *arg, const char *prefix)
 	    (q[1] != '\0' && q[1] != ' '))
 		return NULL;
 	*q = '\0';
+	if (params != NULL)
+		*params = q + 1 + strspn(q + 1, " ");
 	return p + 1;
 }
 
 static void
 cmd_ehlo(struct conn *c, char *arg)
 {
-	const char *ext[6];
+	const char *ext[8];
+	char size[32];
 	struct rule *r;
 	int n = 0, i, code;
 
@@ -907,12 +991,20 @@ cmd_ehlo(struct conn *c, char *arg)
 	c->helo = 1;
 	code = r != NULL ? r->code : 250;
 	reply(c, "%d-%s", code, r != NULL ? r->text : SINK_NAME);
+	if (g.size_limit != 0)
+		snprintf(size, sizeof(size), "SIZE %llu", g.size_limit);
+	else
+		snprintf(size, sizeof(size), "SIZE");
 	ext[n++] = "PIPELINING";
 	ext[n++] = "8BITMIME";
-	ext[n++] = "SIZE";
+	ext[n++] = size;
 	ext[n++] = "ENHANCEDSTATUSCODES";
 	if (g.chunking)
 		ext[n++] = "CHUNKING";
+	if (g.tls != NULL && c->ssl == NULL)
+		ext[n++] = "STARTTLS";
+	if (g.auth_user != NULL)
+		ext[n++] = "AUTH PLAIN LOGIN";
 	for (i = 0; i < n; i++)
 		reply(c, "%d%c%s", code, i == n - 1 ? ' ' : '-', ext[i]);
 }
@@ -936,11 +1028,26 @@ cmd_helo(struct conn *c, char *arg)
 		reply(c, "250 " SINK_NAME);
 }
 
+/* The SIZE= of MAIL parameters (RFC 1870), 0 if none. */
+static unsigned long long
+size_param(const char *params)
+{
+	const char *p = params;
+
+	while (p != NULL && *p != '\0') {
+		p += strspn(p, " ");
+		if (strncasecmp(p, "SIZE=", 5) == 0)
+			return strtoull(p + 5, NULL, 10);
+		p = strchr(p, ' ');
+	}
+	return 0;
+}
+
 static void
 cmd_mail(struct conn *c, char *arg)
 {
 	struct rule *r;
-	char *addr;
+	char *addr, *params;
 
 	if (g.stopping) {
 		reply(c, "421 4.3.2 sink is stopping, closing");
@@ -955,13 +1062,19 @@ cmd_mail(struct conn *c, char *arg)
 		reply(c, "503 5.5.1 nested MAIL command");
 		return;
 	}
-	if ((addr = parse_path(arg, "FROM:")) == NULL) {
+	if ((addr = parse_path(arg, "FROM:", &params)) == NULL) {
 		reply(c, "501 5.5.4 syntax: MAIL FROM:<address>");
+		return;
+	}
+	if (size_param(params) > g.size_limit && g.size_limit != 0) {
+		reply(c, "552 5.3.4 message size exceeds fixed maximum "
+		    "message size (%llu)", g.size_limit);
 		return;
 	}
 	if (rule_answer(c, V_MAIL, addr, &r))
 		return;
 	c->from = xstrdup(addr);
+	c->params = xstrdup(params);
 	c->in_tx = 1;
 	if (r != NULL)
 		reply_rule(c, r);
@@ -979,7 +1092,7 @@ cmd_rcpt(struct conn *c, char *arg)
 		reply(c, "503 5.5.1 need MAIL command");
 		return;
 	}
-	if ((addr = parse_path(arg, "TO:")) == NULL || *addr == '\0') {
+	if ((addr = parse_path(arg, "TO:", NULL)) == NULL || *addr == '\0') {
 		reply(c, "501 5.5.4 syntax: RCPT TO:<address>");
 		return;
 	}
@@ -1068,6 +1181,161 @@ cmd_bdat(struct conn *c, char *arg)
 	}
 }
 
+/*
+ * STARTTLS: the 220 is flushed in clear, then conn_service() starts the
+ * handshake (tls_start).  Whatever the client sent after this line is
+ * dropped by conn_command(): RFC 3207 forbids acting on it.
+ */
+static void
+cmd_starttls(struct conn *c, char *arg)
+{
+	struct rule *r;
+
+	if (*arg != '\0') {
+		reply(c, "501 5.5.4 syntax: STARTTLS");
+		return;
+	}
+	if (c->ssl != NULL) {
+		reply(c, "503 5.5.1 TLS already active");
+		return;
+	}
+	if (rule_answer(c, V_STARTTLS, NULL, &r))
+		return;
+	reply(c, "220 2.0.0 ready to start TLS");
+	c->state = CS_STARTTLS;
+}
+
+/* Base64 to bytes, NUL-terminated; the length, or -1 if invalid. */
+static int
+b64_decode(const char *in, char *out, size_t outlen)
+{
+	size_t n = strlen(in), pad = 0;
+	int r;
+
+	if (strcmp(in, "=") == 0) {	/* RFC 4954: an empty response */
+		out[0] = '\0';
+		return 0;
+	}
+	if (n == 0 || n % 4 != 0 || n / 4 * 3 >= outlen)
+		return -1;
+	pad = (in[n - 1] == '=') + (in[n - 2] == '=');
+	if ((r = EVP_DecodeBlock((unsigned char *)out,
+	    (const unsigned char *)in, (int)n)) < 0)
+		return -1;
+	r -= (int)pad;
+	out[r] = '\0';
+	return r;
+}
+
+/* The end of every AUTH exchange: 235 or 535 (RFC 4954). */
+static void
+auth_check(struct conn *c, const char *user, const char *pass)
+{
+	c->astep = A_NONE;
+	if (pass == NULL || strcmp(user, g.auth_user) != 0 ||
+	    strcmp(pass, g.auth_pass) != 0) {
+		free(c->login_user);
+		c->login_user = NULL;
+		note("connection %llu: authentication failed", c->id);
+		reply(c, "535 5.7.8 authentication credentials invalid");
+		return;
+	}
+	c->auth_user = xstrdup(user);
+	free(c->login_user);
+	c->login_user = NULL;
+	reply(c, "235 2.7.0 authentication successful");
+}
+
+/* PLAIN: base64 of "authzid NUL user NUL password" (RFC 4616). */
+static void
+auth_plain(struct conn *c, const char *resp)
+{
+	char buf[MAX_CMDLINE], *user, *pass;
+	int n = b64_decode(resp, buf, sizeof(buf)), ok;
+
+	if (n < 0 || (user = memchr(buf, '\0', (size_t)n)) == NULL ||
+	    (pass = memchr(user + 1, '\0', (size_t)(buf + n - user - 1))) ==
+	    NULL) {
+		c->astep = A_NONE;
+		reply(c, "501 5.5.2 cannot decode AUTH PLAIN response");
+		return;
+	}
+	user++;
+	pass++;
+	/* No acting as someone else, no NUL inside the password. */
+	ok = (buf[0] == '\0' || strcmp(buf, user) == 0) &&
+	    strlen(pass) == (size_t)(buf + n - pass);
+	auth_check(c, user, ok ? pass : NULL);
+}
+
+/* LOGIN: the user name, then the password, each base64 on its own. */
+static void
+auth_login(struct conn *c, const char *resp)
+{
+	char buf[MAX_CMDLINE];
+
+	if (b64_decode(resp, buf, sizeof(buf)) < 0 ||
+	    strlen(buf) == 0) {
+		c->astep = A_NONE;
+		reply(c, "501 5.5.2 cannot decode AUTH LOGIN response");
+		return;
+	}
+	if (c->astep == A_LOGIN_PASS) {
+		auth_check(c, c->login_user, buf);
+		return;
+	}
+	c->login_user = xstrdup(buf);
+	c->astep = A_LOGIN_PASS;
+	reply(c, "334 UGFzc3dvcmQ6");	/* "Password:" */
+}
+
+/* A client line while an AUTH exchange is under way. */
+static void
+auth_line(struct conn *c, const char *line)
+{
+	if (strcmp(line, "*") == 0) {
+		c->astep = A_NONE;
+		free(c->login_user);
+		c->login_user = NULL;
+		reply(c, "501 5.7.0 AUTH aborted");
+	} else if (c->astep == A_PLAIN)
+		auth_plain(c, line);
+	else
+		auth_login(c, line);
+}
+
+static void
+cmd_auth(struct conn *c, char *arg)
+{
+	char *mech = next_word(&arg), *resp = next_word(&arg);
+	struct rule *r;
+
+	if (!c->helo || c->auth_user != NULL || c->in_tx) {
+		reply(c, "503 5.5.1 AUTH not allowed now");
+		return;
+	}
+	if (mech == NULL || next_word(&arg) != NULL) {
+		reply(c, "501 5.5.4 syntax: AUTH mechanism [initial-response]");
+		return;
+	}
+	if (rule_answer(c, V_AUTH, NULL, &r))
+		return;
+	if (strcasecmp(mech, "PLAIN") == 0)
+		c->astep = A_PLAIN;
+	else if (strcasecmp(mech, "LOGIN") == 0)
+		c->astep = A_LOGIN_USER;
+	else {
+		reply(c, "504 5.5.4 mechanism not supported");
+		return;
+	}
+	if (resp != NULL)
+		auth_line(c, resp);
+	else if (c->astep == A_PLAIN)
+		reply(c, "334 ");
+	else
+		reply(c, "334 VXNlcm5hbWU6");	/* "Username:" */
+}
+
 static void
 cmd_rset(struct conn *c, char *arg)
 {
@@ -1121,8 +1389,22 @@ static const struct cmd {
 	{ "MAIL", V_MAIL, cmd_mail }, { "RCPT", V_RCPT, cmd_rcpt },
 	{ "DATA", V_DATA, cmd_data }, { "BDAT", V_BDAT, cmd_bdat },
 	{ "RSET", V_RSET, cmd_rset }, { "NOOP", V_NOOP, cmd_noop },
-	{ "QUIT", V_QUIT, cmd_quit },
+	{ "QUIT", V_QUIT, cmd_quit }, { "STARTTLS", V_STARTTLS, cmd_starttls },
+	{ "AUTH", V_AUTH, cmd_auth },
 };
+
+/* Commands that exist only when an option turned them on. */
+static int
+cmd_offered(unsigned verb)
+{
+	if (verb == V_BDAT)
+		return g.chunking;
+	if (verb == V_STARTTLS)
+		return g.tls != NULL;
+	if (verb == V_AUTH)
+		return g.auth_user != NULL;
+	return 1;
+}
 
 /* Returns 0 when the line is handled, -1 when it waits for a stall. */
 static int
@@ -1132,9 +1414,14 @@ cmd_dispatch(struct conn *c, char *line)
 	char *verb = line, *arg;
 	size_t i;
 
+	if (c->astep != A_NONE) {	/* credentials: never traced */
+		auth_line(c, line);
+		return 0;
+	}
 	/* A stalled line comes back when its stall ends: trace it once. */
 	if (g.verbose && !c->stall_passed)
-		fprintf(stderr, "sink[%llu]: < %s\n", c->id, line);
+		fprintf(stderr, "sink[%llu]: < %.*s\n", c->id,
+		    strncasecmp(line, "AUTH ", 5) == 0 ? 4 : MAX_CMDLINE, line);
 	arg = line + strcspn(line, " ");
 	if (*arg != '\0')
 		*arg++ = '\0';
@@ -1142,7 +1429,7 @@ cmd_dispatch(struct conn *c, char *line)
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (strcasecmp(verb, cmds[i].name) == 0)
 			cmd = &cmds[i];
-	if (cmd == NULL || (cmd->verb == V_BDAT && !g.chunking)) {
+	if (cmd == NULL || !cmd_offered(cmd->verb)) {
 		reply(c, "500 5.5.2 command not recognized");
 		return 0;
 	}
@@ -1219,6 +1506,8 @@ conn_command(struct conn *c)
 	if (cmd_dispatch(c, line) == -1)
 		return 0;
 	c->rpos += len;
+	if (c->state == CS_STARTTLS)	/* RFC 3207: not to be acted on */
+		c->rpos = c->wpos;
 	return 1;
 }
 
@@ -1399,6 +1688,10 @@ static void
 conn_close(struct conn *c)
 {
 	tx_reset(c);
+	if (c->ssl != NULL)
+		SSL_free(c->ssl);
+	free(c->login_user);
+	free(c->auth_user);
 	close(c->fd);
 	note("connection %llu closed", c->id);
 	g.conns[c->slot] = NULL;
@@ -1406,6 +1699,21 @@ conn_close(struct conn *c)
 	free(c->in);
 	free(c->out);
 	free(c);
+}
+
+/* As recv(2), through the SSL once TLS is on; 0 at EOF. */
+static ssize_t
+conn_recv(struct conn *c, char *p, size_t len)
+{
+	int n;
+
+	if (c->ssl == NULL)
+		return recv(c->fd, p, len, 0);
+	n = SSL_read(c->ssl, p, len > INT_MAX ? INT_MAX : (int)len);
+	c->tls_more = SSL_has_pending(c->ssl);
+	if (n > 0)
+		return n;
+	return (errno = tls_errno(c, n)) == 0 ? 0 : -1;
 }
 
 static void
@@ -1422,7 +1730,7 @@ conn_read(struct conn *c)
 	}
 	if (c->wpos == INBUF_SIZE)
 		return;
-	n = recv(c->fd, c->in + c->wpos, INBUF_SIZE - c->wpos, 0);
+	n = conn_recv(c, c->in + c->wpos, INBUF_SIZE - c->wpos);
 	if (n == -1) {
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 			c->state = CS_DEAD;
@@ -1438,6 +1746,55 @@ conn_read(struct conn *c)
 	c->deadline = g.now + IDLE_MS;
 }
 
+/*
+ * RFC 3207 4.2: after the handshake the client starts over, so the
+ * sink forgets the greeting, the transaction and any authentication.
+ */
+static void
+tls_step(struct conn *c)
+{
+	int r = SSL_accept(c->ssl);
+
+	if (r == 1) {
+		note("connection %llu: TLS %s", c->id, SSL_get_version(c->ssl));
+		c->state = CS_CMD;
+		c->tls_more = 1;	/* EHLO may have come with Finished */
+		c->ready = 1;
+		return;
+	}
+	switch (SSL_get_error(c->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+		c->tls_want = POLLIN;
+		break;
+	case SSL_ERROR_WANT_WRITE:
+		c->tls_want = POLLOUT;
+		break;
+	default:
+		note("connection %llu: TLS handshake failed: %s", c->id,
+		    ERR_reason_error_string(ERR_peek_last_error()));
+		ERR_clear_error();
+		c->state = CS_DEAD;
+	}
+}
+
+static void
+tls_start(struct conn *c)
+{
+	tx_reset(c);
+	c->helo = 0;
+	free(c->auth_user);
+	c->auth_user = NULL;
+	c->rpos = c->wpos = 0;
+	if ((c->ssl = SSL_new(g.tls)) == NULL ||
+	    SSL_set_fd(c->ssl, c->fd) != 1) {
+		note("connection %llu: SSL_new failed", c->id);
+		c->state = CS_DEAD;
+		return;
+	}
+	c->state = CS_TLS;
+	tls_step(c);
+}
+
 /* Handles input, sends replies, and moves the connection towards close. */
 static void
 conn_service(struct conn *c)
@@ -1446,7 +1803,9 @@ conn_service(struct conn *c)
 	int round;
 
 	c->ready = 0;
-	for (round = 0; c->state != CS_DEAD; round++) {
+	if (c->state == CS_TLS)
+		tls_step(c);
+	for (round = 0; c->state != CS_DEAD && c->state != CS_TLS; round++) {
 		why = conn_process(c);
 		if (conn_flush(c) == -1) {
 			c->state = CS_DEAD;
@@ -1459,10 +1818,14 @@ conn_service(struct conn *c)
 			break;
 		}
 	}
+	if (c->state == CS_STARTTLS && c->olen == 0)
+		tls_start(c);
 	if (c->state == CS_CLOSING && c->olen == 0) {
 		if (c->eof)
 			c->state = CS_DEAD;
 		else {
+			if (c->ssl != NULL)
+				(void)SSL_shutdown(c->ssl);	/* best effort */
 			shutdown(c->fd, SHUT_WR);
 			c->state = CS_DRAIN;
 			c->rpos = c->wpos = 0;
@@ -1479,8 +1842,14 @@ conn_service(struct conn *c)
 		else
 			conn_closing(c);
 	}
-	if (c->state == CS_DEAD)
+	if (c->state == CS_DEAD) {
 		conn_close(c);
+		return;
+	}
+	/* Input the SSL holds wakes no poll: come back for it. */
+	if (c->tls_more && c->state < CS_STARTTLS && (c->rpos > 0 ||
+	    c->wpos < INBUF_SIZE))
+		c->ready = 1;
 }
 
 static void
@@ -1493,7 +1862,9 @@ conn_timers(struct conn *c)
 	}
 	if (g.now < c->deadline)
 		return;
-	if (c->state >= CS_CLOSING) {
+	/* No 421 in clear in the middle of a handshake: just go. */
+	if (c->state >= CS_CLOSING || c->state == CS_STARTTLS ||
+	    c->state == CS_TLS) {
 		c->state = CS_DEAD;
 		c->ready = 1;
 		return;
@@ -1508,7 +1879,8 @@ conn_timers(struct conn *c)
 static void
 conn_event(struct conn *c, short revents)
 {
-	if (revents & POLLIN)
+	if ((revents & POLLIN) && c->state != CS_TLS &&
+	    c->state != CS_STARTTLS)
 		conn_read(c);
 	if (revents & (POLLERR | POLLNVAL))
 		c->state = CS_DEAD;
@@ -1522,7 +1894,9 @@ conn_events(const struct conn *c)
 {
 	short ev = 0;
 
-	if (c->state != CS_CLOSING && !c->eof &&
+	if (c->state == CS_TLS)
+		return c->tls_want;
+	if (c->state != CS_CLOSING && c->state != CS_STARTTLS && !c->eof &&
 	    (c->rpos > 0 || c->wpos < INBUF_SIZE))
 		ev |= POLLIN;
 	if (c->olen > c->ooff)
@@ -1626,9 +2000,13 @@ serve(const sigset_t *pollmask)
 		for (i = 0; i < g.nconn; i++)
 			if (g.conns[i] != NULL)
 				conn_timers(g.conns[i]);
-		for (i = 0; i < g.nconn; i++)
-			if ((c = g.conns[i]) != NULL && c->ready)
-				conn_service(c);
+		for (i = 0; i < g.nconn; i++) {
+			if ((c = g.conns[i]) == NULL || !c->ready)
+				continue;
+			if (c->tls_more && c->state < CS_STARTTLS)
+				conn_read(c);
+			conn_service(c);
+		}
 		compact_conns();
 		if (serve_done())
 			break;
@@ -1788,10 +2166,48 @@ signals_init(sigset_t *pollmask)
 static void __attribute__((noreturn))
 usage(void)
 {
-	fprintf(stderr, "usage: " SINK_NAME " [-cv] [-d dir] [-L logfile] "
-	    "[-m maxmsgs] [-P portfile]\n"
-	    "                  [-p port] [-r rulesfile] [-t seconds]\n");
+	fprintf(stderr, "usage: " SINK_NAME " [-cv] [-A user:password] "
+	    "[-d dir] [-L logfile] [-m maxmsgs]\n"
+	    "                  [-P portfile] [-p port] [-r rulesfile] "
+	    "[-S bytes]\n"
+	    "                  [-T certfile:keyfile] [-t seconds]\n");
 	exit(EX_USAGE);
+}
+
+/* -T CERTFILE:KEYFILE: the server side of STARTTLS. */
+static void
+tls_init(char *arg)
+{
+	char *key = strchr(arg, ':');
+
+	if (key == NULL || key == arg || key[1] == '\0')
+		die(EX_USAGE, "-T wants certfile:keyfile");
+	*key++ = '\0';
+	if ((g.tls = SSL_CTX_new(TLS_server_method())) == NULL)
+		die(EX_SOFTWARE, "SSL_CTX_new failed");
+	if (SSL_CTX_use_certificate_chain_file(g.tls, arg) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(g.tls, key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(g.tls) != 1)
+		die(EX_NOINPUT, "%s, %s: %s", arg, key,
+		    ERR_reason_error_string(ERR_peek_last_error()));
+	/* A client that closes without close_notify reads as EOF. */
+	SSL_CTX_set_options(g.tls, SSL_OP_IGNORE_UNEXPECTED_EOF);
+	/* Replies are appended between retries of a blocked SSL_write. */
+	SSL_CTX_set_mode(g.tls, SSL_MODE_ENABLE_PARTIAL_WRITE |
+	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+}
+
+/* -A USER:PASSWORD (a test password: it shows in ps). */
+static void
+auth_init(char *arg)
+{
+	char *pass = strchr(arg, ':');
+
+	if (pass == NULL || pass == arg || pass[1] == '\0')
+		die(EX_USAGE, "-A wants user:password");
+	*pass++ = '\0';
+	g.auth_user = arg;
+	g.auth_pass = pass;
 }
 
 static long long
@@ -1815,10 +2231,20 @@ main(int argc, char *argv[])
 	size_t i;
 	int ch, port = 0;
 
-	while ((ch = getopt(argc, argv, "cd:L:m:P:p:r:t:v")) != -1) {
+	while ((ch = getopt(argc, argv, "A:cd:L:m:P:p:r:S:T:t:v")) != -1) {
 		switch (ch) {
+		case 'A':
+			auth_init(optarg);
+			break;
 		case 'c':
 			g.chunking = 1;
+			break;
+		case 'S':
+			g.size_limit = (unsigned long long)num_arg(optarg, 1,
+			    LLONG_MAX, "-S");
+			break;
+		case 'T':
+			tls_init(optarg);
 			break;
 		case 'd':
 			dir = optarg;

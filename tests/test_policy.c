@@ -1,0 +1,347 @@
+/*
+ * Delivery policy, end to end through the wrapper, listqd and the test
+ * sink: DSNs back to the sender and through bounce processing, VERP,
+ * bounce scores that disable a member and tell the owners, and relay
+ * failover.
+ */
+#include <sys/socket.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "daemon.h"
+#include "harness.h"
+
+#define WAIT_MS	30000
+
+static struct sink S, S2;
+static struct daemon D;
+
+static void
+setup(void)
+{
+	spool_reset();
+	memset(&S, 0, sizeof(S));
+	memset(&S2, 0, sizeof(S2));
+	memset(&D, 0, sizeof(D));
+}
+
+static void
+teardown(void)
+{
+	daemon_teardown();
+}
+
+static void
+post(const char *list, const char *subject)
+{
+	char msg[256];
+	struct result r;
+
+	snprintf(msg, sizeof(msg), "From: sender@example.net\nSubject: %s\n\n"
+	    "body\n", subject);
+	cr_assert_eq(run_simple("post", list, msg, strlen(msg), &r), 0, "%s",
+	    r.err);
+}
+
+struct count_arg {
+	struct sink	*s;
+	size_t		 n;
+};
+
+static bool
+has_txns(void *arg)
+{
+	struct count_arg *c = arg;
+
+	return sink_count(c->s) >= c->n;
+}
+
+static void
+wait_txns(struct sink *s, size_t n)
+{
+	struct count_arg c = { s, n };
+
+	cr_assert(wait_until(has_txns, &c, WAIT_MS), "%zu of %zu transactions",
+	    sink_count(s), n);
+}
+
+static bool
+log_has(void *arg)
+{
+	return log_count(&D, arg) > 0;
+}
+
+/* The data of the first transaction to rcpt, CRLF turned into LF. */
+static char *
+txn_to(const struct sink *s, const char *rcpt, const char **from_out)
+{
+	static char from[256];
+	struct txn *t;
+	size_t n = sink_load(s, &t), i, k, o;
+	char *data = NULL;
+
+	for (i = 0; i < n && data == NULL; i++)
+		if (t[i].nrcpt == 1 && strcmp(t[i].rcpt[0], rcpt) == 0) {
+			data = t[i].data;
+			t[i].data = strdup("");
+			snprintf(from, sizeof(from), "%s", t[i].from);
+		}
+	txns_free(t, n);
+	for (k = o = 0; data != NULL && data[k] != '\0'; k++)
+		if (data[k] != '\r')
+			data[o++] = data[k];
+	if (data != NULL)
+		data[o] = '\0';
+	if (from_out != NULL)
+		*from_out = from;
+	return data;
+}
+
+static void
+list_config(const char *list, const char *line)
+{
+	char path[1024];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s/config", T.lists, list);
+	cr_assert_not_null(f = fopen(path, "a"));
+	fprintf(f, "%s\n", line);
+	fclose(f);
+}
+
+static void
+pipe_bounce(const char *list, const char *msg)
+{
+	struct result r;
+
+	cr_assert_eq(run_simple("bounces", list, msg, strlen(msg), &r), 0,
+	    "%s", r.err);
+}
+
+static char *
+list_file(const char *list, const char *file)
+{
+	char path[1024];
+	size_t len;
+
+	snprintf(path, sizeof(path), "%s/%s/%s", T.lists, list, file);
+	if (access(path, F_OK) == -1)
+		return strdup("");
+	return read_file(path, &len);
+}
+
+/*
+ * A 550 makes exactly one DSN to the sender (the list's -bounces), with
+ * the member as Final-Recipient and the relay's status; piped into the
+ * bounce processor of a second list it is attributed to that member.
+ */
+Test(policy, dsn_to_sender_parsed_back_by_a_list, .init = setup,
+    .fini = teardown, .timeout = 90)
+{
+	const char *from;
+	char *dsn, *log;
+
+	make_list("alpha", 3);
+	make_list("beta", 3);
+	sink_start(&S, "rcpt m1@members.example 550 5.1.1 no such user\n", 0,
+	    false);
+	daemon_config(&D, S.port, NULL);
+	daemon_start(&D, 2);
+	post("alpha", "one");
+	wait_txns(&S, 2);
+	cr_assert_not_null(dsn = txn_to(&S, "<alpha-bounces@example.org>",
+	    &from), "no DSN arrived");
+	cr_assert_str_eq(from, "<>", "a DSN goes out from the null sender");
+	cr_assert_not_null(strstr(dsn, "Content-Type: multipart/report; "
+	    "report-type=delivery-status;"));
+	cr_assert_not_null(strstr(dsn, "Final-Recipient: rfc822; "
+	    "m1@members.example\nAction: failed\nStatus: 5.1.1\n"), "%s", dsn);
+	cr_assert_not_null(strstr(dsn, "Diagnostic-Code: smtp; 550 5.1.1 no "
+	    "such user"));
+	cr_assert_not_null(strstr(dsn, "\nSubject: one\n"), "original headers");
+	pipe_bounce("beta", dsn);
+	free(dsn);
+	cr_assert(wait_until(log_has, "bounce: list=beta, member="
+	    "<m1@members.example>, status=5.1.1, hard, attributed by dsn",
+	    WAIT_MS));
+	log = list_file("beta", "bounces");
+	cr_assert_not_null(strstr(log, " m1@members.example hard 5.1.1 dsn "
+	    "counted: "), "%s", log);
+	free(log);
+	cr_assert_eq(sink_count(&S), 2, "the bounce itself is not forwarded");
+}
+
+/* A DSN that cannot be delivered gets no DSN: it is held. */
+Test(policy, no_dsn_for_the_null_sender, .init = setup, .fini = teardown,
+    .timeout = 90)
+{
+	char path[1024];
+
+	make_list("gamma", 1);
+	sink_start(&S, "rcpt m0@members.example 550 5.1.1 gone\n"
+	    "rcpt gamma-bounces@example.org 550 5.1.1 refused too\n", 0, false);
+	daemon_config(&D, S.port, NULL);
+	daemon_start(&D, 1);
+	post("gamma", "x");
+	cr_assert(wait_until(log_has, "no DSN possible", WAIT_MS));
+	cr_assert_eq(log_count(&D, "sender non-delivery notification"), 1,
+	    "exactly one DSN: for the post, none for the DSN");
+	cr_assert_eq(sink_count(&S), 0);
+	snprintf(path, sizeof(path), "%s/hold", T.spool);
+	cr_assert_eq(queue_count(NULL, 0), 0);
+}
+
+static bool
+two_attributions(void *arg)
+{
+	(void)arg;
+	return log_count(&D, "attributed by dsn") >= 2;
+}
+
+/*
+ * Bounces score a member: hard 1.0, at most once a day; at the
+ * threshold it is disabled, gets no more posts, and the owners get
+ * one notice.
+ */
+Test(policy, bounce_scores_disable_and_notify, .init = setup,
+    .fini = teardown, .timeout = 90)
+{
+	static const char bounce[] = "From: MAILER-DAEMON@mx.example\n"
+	    "Subject: Undelivered\nMIME-Version: 1.0\n"
+	    "Content-Type: multipart/report; report-type=delivery-status; "
+	    "boundary=\"b\"\n\n--b\nContent-Type: message/delivery-status\n\n"
+	    "Reporting-MTA: dns; mx.example\n\nFinal-Recipient: rfc822; "
+	    "m2@members.example\nAction: failed\nStatus: 5.2.1\n\n--b--\n";
+	char *disabled, *log, *notice;
+	struct txn *t;
+	size_t n, i, k;
+
+	make_list("delta", 4);
+	sink_start(&S, NULL, 0, false);
+	daemon_config(&D, S.port, "bounce_score_threshold = 1.0\n");
+	daemon_start(&D, 1);
+	pipe_bounce("delta", bounce);
+	cr_assert(wait_until(log_has, "member disabled", WAIT_MS));
+	pipe_bounce("delta", bounce);
+	cr_assert(wait_until(two_attributions, NULL, WAIT_MS));
+	wait_txns(&S, 1);
+	disabled = list_file("delta", "disabled");
+	cr_assert_str_eq(disabled, "m2@members.example\n");
+	free(disabled);
+	log = list_file("delta", "bounces");
+	cr_assert_not_null(strstr(log, " m2@members.example hard 5.2.1 dsn "
+	    "disabled: "), "%s", log);
+	cr_assert_not_null(strstr(log, " m2@members.example hard 5.2.1 dsn "
+	    "already counted today: "), "%s", log);
+	free(log);
+	cr_assert_not_null(notice = txn_to(&S, "<owner@example.org>", NULL));
+	cr_assert_not_null(strstr(notice, "Subject: delta: m2@members.example "
+	    "disabled after bounces"), "%s", notice);
+	free(notice);
+	post("delta", "after");
+	wait_txns(&S, 2);
+	n = sink_load(&S, &t);
+	for (i = 0; i < n; i++)
+		for (k = 0; k < t[i].nrcpt; k++)
+			cr_assert_str_neq(t[i].rcpt[k], "<m2@members.example>",
+			    "a disabled member got a post");
+	txns_free(t, n);
+	cr_assert_eq(log_count(&D, "list delta: member m2@members.example "
+	    "disabled after bounces"), 1);
+}
+
+/* Mail to -bounces that is not a bounce goes to the owners. */
+Test(policy, unrecognized_bounce_goes_to_owners, .init = setup,
+    .fini = teardown, .timeout = 60)
+{
+	char *fwd;
+
+	make_list("eps", 2);
+	sink_start(&S, NULL, 0, false);
+	daemon_config(&D, S.port, NULL);
+	daemon_start(&D, 1);
+	pipe_bounce("eps", "From: m0@members.example\nSubject: Out of office\n"
+	    "\nAway until Monday.\n");
+	wait_txns(&S, 1);
+	cr_assert_not_null(fwd = txn_to(&S, "<owner@example.org>", NULL));
+	cr_assert_not_null(strstr(fwd, "Subject: Out of office"));
+	free(fwd);
+	cr_assert_eq(log_count(&D, "not a recognizable bounce: forwarded to "
+	    "the owners of eps"), 1);
+}
+
+/*
+ * VERP: one transaction per member from name-bounces+user=host@domain;
+ * a bounce to such an address names its member without any report.
+ */
+Test(policy, verp_senders_and_attribution, .init = setup, .fini = teardown,
+    .timeout = 90)
+{
+	static const char bounce[] = "Delivered-To: zeta-bounces+m1="
+	    "members.example@example.org\nFrom: postmaster@odd.example\n"
+	    "Subject: Your mail\n\nCould not deliver it, sorry.\n";
+	struct txn *t;
+	size_t n, i;
+	char want[128];
+	int m;
+
+	make_list("zeta", 3);
+	list_config("zeta", "verp = yes");
+	sink_start(&S, NULL, 0, false);
+	daemon_config(&D, S.port, NULL);
+	daemon_start(&D, 1);
+	post("zeta", "v");
+	wait_txns(&S, 3);
+	n = sink_load(&S, &t);
+	cr_assert_eq(n, 3, "one transaction per member");
+	for (i = 0; i < n; i++) {
+		cr_assert_eq(t[i].nrcpt, 1);
+		cr_assert_eq(sscanf(t[i].rcpt[0], "<m%d@", &m), 1);
+		snprintf(want, sizeof(want), "<zeta-bounces+m%d=members.example@"
+		    "example.org>", m);
+		cr_assert_str_eq(t[i].from, want);
+	}
+	txns_free(t, n);
+	pipe_bounce("zeta", bounce);
+	cr_assert(wait_until(log_has, "bounce: list=zeta, member="
+	    "<m1@members.example>, status=5.0.0, hard, attributed by verp",
+	    WAIT_MS));
+}
+
+/*
+ * Failover: with the first relay refusing connections the second
+ * carries the mail; once the first is back and its rest is over, it is
+ * used again.
+ */
+Test(policy, relay_failover_and_back, .init = setup, .fini = teardown,
+    .timeout = 90)
+{
+	char extra[256];
+	int first = unused_port();
+
+	make_list("eta", 1);
+	sink_start(&S2, NULL, 0, false);
+	snprintf(extra, sizeof(extra), "smarthost = 127.0.0.1:%d, "
+	    "127.0.0.1:%d\nrelay_retry_time = 2s\n", first, S2.port);
+	daemon_config(&D, S2.port, extra);
+	daemon_start(&D, 1);
+	post("eta", "while-down");
+	wait_txns(&S2, 1);
+	cr_assert_gt(log_count(&D, "not used for 2 s"), 0);
+	snprintf(extra, sizeof(extra), "relay=127.0.0.1[127.0.0.1]:%d",
+	    S2.port);
+	cr_assert_gt(log_count(&D, extra), 0, "the log names the relay used");
+	sink_start(&S, NULL, first, false);
+	sleep(3);
+	post("eta", "after");
+	wait_txns(&S, 1);
+	cr_assert_eq(sink_count(&S2), 1);
+}

@@ -1,0 +1,191 @@
+/*
+ * Delivery counters.
+ *
+ * A worker counts the deliveries it logs: deliver.c writes one line per
+ * recipient and attempt in the contract's format ("to=<a>, relay=R,
+ * delay=D, dsn=X, status=S (reply)"), one "session: relay=R, ..." line
+ * per session and one "relay HOST:PORT: why" warning per relay that
+ * failed; a log hook reads them as they are written.  The counts live in
+ * the worker's slot of the memory it shares with the master, which sums
+ * them over the workers (keeping those of exited workers) and samples
+ * the sum every STATS_STEP seconds for the last minute and hour.
+ *
+ * Invariants: counts only grow; each is written by one process only, with
+ * atomic stores, so the master never reads half of one; nothing here does
+ * I/O (no fsync per delivery).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "log.h"
+#include "stats.h"
+
+const unsigned long stats_lat_bounds[LAT_BUCKETS] = {
+	1, 5, 15, 60, 300, 900, 3600, 14400, 86400, 432000
+};
+
+static struct counts *my_counts;
+static struct relay_note *my_relay;
+
+static void
+bump(unsigned long *c, unsigned long by)
+{
+	__atomic_store_n(c, *c + by, __ATOMIC_RELAXED);
+}
+
+static void
+note_relay(const char *name, size_t len)
+{
+	struct relay_note *r = my_relay;
+
+	if (len >= sizeof(r->name))
+		len = sizeof(r->name) - 1;
+	__atomic_store_n(&r->seq, r->seq + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	memcpy(r->name, name, len);
+	r->name[len] = '\0';
+	r->at = time(NULL);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	__atomic_store_n(&r->seq, r->seq + 1, __ATOMIC_RELAXED);
+}
+
+static void
+count_delivery(const char *text)
+{
+	const char *d = strstr(text, ", delay="), *s = strstr(text,
+	    ", status=");
+	double delay;
+	size_t b;
+
+	if (d == NULL || s == NULL)
+		return;
+	if (strncmp(s + 9, "sent ", 5) == 0) {
+		delay = strtod(d + 8, NULL);
+		if (delay < 0)
+			delay = 0;
+		for (b = 0; b < LAT_BUCKETS && delay > stats_lat_bounds[b]; b++)
+			continue;
+		bump(&my_counts->sent, 1);
+		bump(&my_counts->lat[b], 1);
+		bump(&my_counts->lat_sum_ms, (unsigned long)(delay * 1000));
+	} else if (strncmp(s + 9, "deferred ", 9) == 0)
+		bump(&my_counts->deferred, 1);
+	else if (strncmp(s + 9, "failed ", 7) == 0)
+		bump(&my_counts->failed, 1);
+}
+
+static void
+observe(int prio, const char *qid, const char *text)
+{
+	const char *end;
+
+	if (qid != NULL && strncmp(text, "to=<", 4) == 0)
+		count_delivery(text);
+	else if (qid == NULL && strncmp(text, "session: relay=", 15) == 0) {
+		text += 15;
+		end = strchr(text, ',');
+		note_relay(text, end != NULL ? (size_t)(end - text) :
+		    strlen(text));
+	} else if (qid == NULL && prio == LOG_WARNING &&
+	    strncmp(text, "relay ", 6) == 0)
+		bump(&my_counts->relay_errors, 1);
+}
+
+void
+stats_observe_start(struct counts *counts, struct relay_note *relay)
+{
+	my_counts = counts;
+	my_relay = relay;
+	log_set_hook(observe);
+}
+
+static unsigned long
+load(const unsigned long *v)
+{
+	return __atomic_load_n(v, __ATOMIC_RELAXED);
+}
+
+void
+counts_add(struct counts *to, const struct counts *from)
+{
+	size_t i;
+
+	to->sent += load(&from->sent);
+	to->deferred += load(&from->deferred);
+	to->failed += load(&from->failed);
+	to->relay_errors += load(&from->relay_errors);
+	to->lat_sum_ms += load(&from->lat_sum_ms);
+	for (i = 0; i <= LAT_BUCKETS; i++)
+		to->lat[i] += load(&from->lat[i]);
+}
+
+void
+counts_diff(struct counts *to, const struct counts *a, const struct counts *b)
+{
+	size_t i;
+
+	to->sent = a->sent - b->sent;
+	to->deferred = a->deferred - b->deferred;
+	to->failed = a->failed - b->failed;
+	to->relay_errors = a->relay_errors - b->relay_errors;
+	to->lat_sum_ms = a->lat_sum_ms - b->lat_sum_ms;
+	for (i = 0; i <= LAT_BUCKETS; i++)
+		to->lat[i] = a->lat[i] - b->lat[i];
+}
+
+int
+relay_read(const struct relay_note *n, char *name, size_t len, time_t *at)
+{
+	unsigned int seq;
+	int tries;
+
+	for (tries = 0; tries < 100; tries++) {
+		seq = __atomic_load_n(&n->seq, __ATOMIC_ACQUIRE);
+		if (seq & 1)
+			continue;
+		strlcpy(name, n->name, len);
+		*at = n->at;
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&n->seq, __ATOMIC_RELAXED) == seq)
+			return *at == 0 ? -1 : 0;
+	}
+	return -1;
+}
+
+void
+relay_keep_newer(struct relay_note *to, const struct relay_note *from)
+{
+	char name[RELAY_NAME_MAX];
+	time_t at;
+
+	if (relay_read(from, name, sizeof(name), &at) == 0 && at >= to->at) {
+		strlcpy(to->name, name, sizeof(to->name));
+		to->at = at;
+	}
+}
+
+void
+stats_ring_push(struct stats_ring *r, time_t now, const struct counts *c)
+{
+	r->head = (r->head + 1) % STATS_SAMPLES;
+	r->v[r->head] = *c;
+	r->t[r->head] = now;
+	if (r->n < STATS_SAMPLES)
+		r->n++;
+}
+
+const struct counts *
+stats_ring_at(const struct stats_ring *r, time_t when)
+{
+	size_t k, i = r->head;
+
+	if (r->n == 0)
+		return NULL;
+	for (k = 0; k < r->n; k++) {
+		i = (r->head + STATS_SAMPLES - k) % STATS_SAMPLES;
+		if (r->t[i] <= when)
+			return &r->v[i];
+	}
+	return &r->v[i];
+}
