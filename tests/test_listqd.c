@@ -901,3 +901,34 @@ Test(listqd, kill_mid_session_repeats_at_most_one, .init = setup,
 	cr_assert_leq(total, 31, "%zu copies of 30 messages: more than the "
 	    "transaction in flight was repeated", total);
 }
+
+/*
+ * The mbox envelope line that Postfix's local(8) puts before a piped
+ * message is not part of it: the relay gets the message from its first
+ * header on (else the "From " line would end the header section there).
+ */
+Test(listqd, envelope_from_line_dropped, .init = setup, .fini = teardown,
+    .timeout = 60)
+{
+	static const char msg[] = "From poster@example.net  Sun Nov 29 "
+	    "01:59:13 2026\nReturn-Path: <poster@example.net>\n"
+	    "Delivered-To: sigma@example.org\nSubject: piped\n\nbody\n";
+	struct result r;
+	struct txn *t;
+	size_t n;
+
+	make_list("sigma", 1);
+	sink_start(&S, NULL, 0, false);
+	daemon_config(&D, S.port, NULL);
+	daemon_start(&D, 1);
+	cr_assert_eq(run_simple("post", "sigma", msg, strlen(msg), &r), 0);
+	deliver_all(1, 1);
+	n = sink_load(&S, &t);
+	cr_assert_eq(n, 1);
+	cr_assert_not_null(strstr(t[0].data, "X-Loop: sigma@example.org\r\n"
+	    "Return-Path: <poster@example.net>\r\nDelivered-To: "
+	    "sigma@example.org\r\nSubject: piped\r\n\r\nbody\r\n"), "%s",
+	    t[0].data);
+	cr_assert_null(strstr(t[0].data, "From poster"), "%s", t[0].data);
+	txns_free(t, n);
+}

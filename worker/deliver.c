@@ -99,7 +99,28 @@ move_aside(struct worker *w, struct job *j, int todir, const char *where,
 	j->skip = 2;
 }
 
-/* Reads and parses the entry header; -1 with a reason if unusable. */
+/*
+ * The length of a leading mbox envelope line ("From sender date"), which
+ * Postfix's local(8) and other MTAs put before the message they pipe: it
+ * is not part of the message (no header line can start "From "), and
+ * sent on it would end the relay's header section.  0 when there is none.
+ */
+static size_t
+envelope_line(int fd, size_t body)
+{
+	char buf[1024], *nl;
+	ssize_t n = pread(fd, buf, sizeof(buf), (off_t)body);
+
+	if (n < 5 || memcmp(buf, "From ", 5) != 0 ||
+	    (nl = memchr(buf, '\n', (size_t)n)) == NULL)
+		return 0;
+	return (size_t)(nl - buf) + 1;
+}
+
+/*
+ * Reads and parses the entry header, and finds where the message starts;
+ * -1 with a reason if unusable.
+ */
 static int
 read_header(struct job *j, int fd, const char **why)
 {
@@ -116,6 +137,7 @@ read_header(struct job *j, int fd, const char **why)
 		*why = "header id differs from the file name";
 		return -1;
 	}
+	j->body += envelope_line(fd, j->body);
 	return 0;
 }
 
