@@ -40,6 +40,25 @@ CPPFLAGS	+= -D_GNU_SOURCE -Icommon $(call pc_cflags,libbsd-overlay)
 CFLAGS		+= $(WARN) $(HARDEN) -MMD -MP
 LDFLAGS		+= $(LDHARDEN)
 
+# make check SANITIZE=address,undefined: everything built with these
+# sanitizers, under $(BUILD)-san so that no object is mixed with the
+# normal build.  Errors abort the program that has them (and so fail the
+# test that ran it).  Leak checking stays off: LeakSanitizer cannot stop
+# the world in the set-id wrapper (no ptrace of a non-dumpable process),
+# and the daemons exit by signal; make fuzz checks the parsers for leaks.
+ifneq ($(SANITIZE),)
+ifeq ($(findstring -san,$(BUILD)),)
+override BUILD	:= $(BUILD)-san
+endif
+SAN_FLAGS	= -fsanitize=$(SANITIZE) -fno-omit-frame-pointer \
+		  -fno-sanitize-recover=all
+CFLAGS		+= $(SAN_FLAGS)
+LDFLAGS		+= $(SAN_FLAGS)
+# tests/preload.so goes before the runtime in LD_PRELOAD on purpose.
+export ASAN_OPTIONS ?= verify_asan_link_order=0:detect_leaks=0:abort_on_error=1
+export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
+endif
+
 COMMON_SRC	= common/address.c common/config.c common/durable.c \
 		  common/enqueue.c common/entry.c common/list.c common/log.c \
 		  common/qid.c common/spool.c common/state.c
@@ -79,6 +98,8 @@ DEB_PKGS	= gcc make pkg-config libc6-dev libcap-dev libcap2-bin \
 		  systemd-container
 # listq's tests parse JSON with python3; lint checks the manuals with man.
 DEB_PKGS	+= python3 man-db groff-base
+# make fuzz (libFuzzer) and make analyze (clang-tidy, scan-build).
+DEB_PKGS	+= clang libclang-rt-14-dev clang-tidy clang-tools
 # tests/e2e runs a private Postfix instance (debconf: "No configuration",
 # so the system's own instance is never set up or started).
 DEB_PKGS	+= postfix
@@ -178,6 +199,16 @@ lint:
 	    [ -z "$$w" ] || { echo "$$p: $$w"; exit 1; }; \
 	done; echo "manual pages: no warnings"
 
+# PIE, full RELRO, BIND_NOW, stack protector and FORTIFY in what ships.
+.PHONY: hardening-check analyze
+hardening-check: $(BUILD)/listq-wrapper $(BUILD)/listqd $(BUILD)/listq
+	@sh tests/hardening.sh $^
+
+# Static analysis, zero findings: cppcheck (warning, portability,
+# performance), clang-tidy (.clang-tidy), scan-build (tests/analyze.sh).
+analyze:
+	@BUILD=$(BUILD) sh tests/analyze.sh
+
 test: all
 	@BUILD=$(BUILD) tests/run.sh
 
@@ -185,11 +216,18 @@ check: deps
 	@$(MAKE) --no-print-directory all lint
 	@$(MAKE) --no-print-directory packaging-check
 	@$(MAKE) --no-print-directory e2e-check
+	@$(MAKE) --no-print-directory hardening-check fuzz-smoke
 	@$(MAKE) --no-print-directory test
 
 # End to end on a loopback sink, with a spool under ./demo/.
 demo: deps
 	@tests/demo.sh
+
+# listq against Postfix on this machine, side by side (as root; installs
+# postfix "No configuration" and gnuplot when missing): bench/README.md.
+.PHONY: bench
+bench:
+	@BUILD=$(BUILD) python3 bench/vs.py all
 
 # Install, packages (packaging/install.sh and packaging/build.sh do the
 # work; packaging/README.md explains the variables).
@@ -250,5 +288,8 @@ FORCE:
 
 # Keep objects that only a pattern rule names.
 .SECONDARY:
+
+# make fuzz, make fuzz-smoke: libFuzzer harnesses (tests/fuzz/).
+-include tests/fuzz/fuzz.mk
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -65,18 +65,30 @@ list_conf_load(const char *listdir, const char *name, struct list_conf *lc,
 	return 0;
 }
 
+/*
+ * The array grows by doubling, so reading n addresses costs O(n), not
+ * O(n^2) copies (a realloc that cannot grow in place copies the whole
+ * array; under ASan every realloc does).  The capacity is implied by n:
+ * 16, then the next power of two; it only shrinks when entries are
+ * removed, which leaves the allocation larger than implied, never
+ * smaller.
+ */
 static int
 addr_push(struct addr_list *l, const char *a)
 {
 	char **v, *copy;
+	size_t cap;
 
 	if ((copy = strdup(a)) == NULL)
 		return -1;
-	if ((v = reallocarray(l->v, l->n + 1, sizeof(*v))) == NULL) {
-		free(copy);
-		return -1;
+	if (l->n == 0 || (l->n >= 16 && (l->n & (l->n - 1)) == 0)) {
+		cap = l->n == 0 ? 16 : l->n * 2;
+		if ((v = reallocarray(l->v, cap, sizeof(*v))) == NULL) {
+			free(copy);
+			return -1;
+		}
+		l->v = v;
 	}
-	l->v = v;
 	l->v[l->n++] = copy;
 	return 0;
 }

@@ -32,9 +32,13 @@ state_add_rcpt(struct state *s, const char *addr)
 {
 	struct rcpt_status *r;
 
-	if ((r = reallocarray(s->r, s->n + 1, sizeof(*r))) == NULL)
-		return -1;
-	s->r = r;
+	/* Doubling, as addr_push() in list.c: O(n) for n recipients. */
+	if (s->n == 0 || (s->n >= 16 && (s->n & (s->n - 1)) == 0)) {
+		if ((r = reallocarray(s->r, s->n == 0 ? 16 : s->n * 2,
+		    sizeof(*r))) == NULL)
+			return -1;
+		s->r = r;
+	}
 	r = &s->r[s->n];
 	memset(r, 0, sizeof(*r));
 	if ((r->addr = strdup(addr)) == NULL || (r->reply = strdup("")) ==
@@ -53,7 +57,10 @@ sanitize(char *out, const char *in)
 	size_t i, len = strnlen(in, REPLY_MAX - 1);
 
 	for (i = 0; i < len; i++)
-		out[i] = in[i] >= 0x20 && in[i] < 0x7f ? in[i] : ' ';
+		if (in[i] >= 0x20 && in[i] < 0x7f)
+			out[i] = in[i];
+		else
+			out[i] = ' ';
 	out[len] = '\0';
 }
 

@@ -18,6 +18,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -403,6 +404,39 @@ struct score {
 	long long	 last;
 };
 
+/*
+ * One line "addr tenths last" of bounce-scores; -1 when it is not one
+ * (bad address, a number that is negative, out of range or followed by
+ * anything but the line end).
+ */
+static int
+score_parse(char *line, struct score *s)
+{
+	char *addr, *t, *l, *end, *save;
+	unsigned long long tenths;
+	long long last;
+
+	if ((addr = strtok_r(line, " \t\r\n", &save)) == NULL ||
+	    (t = strtok_r(NULL, " \t\r\n", &save)) == NULL ||
+	    (l = strtok_r(NULL, " \t\r\n", &save)) == NULL ||
+	    strtok_r(NULL, " \t\r\n", &save) != NULL)
+		return -1;
+	if (strlen(addr) > ADDR_MAX || !address_valid(addr) || *t == '-' ||
+	    *l == '-')
+		return -1;
+	errno = 0;
+	tenths = strtoull(t, &end, 10);
+	if (errno != 0 || end == t || *end != '\0' || tenths > ULONG_MAX)
+		return -1;
+	last = strtoll(l, &end, 10);
+	if (errno != 0 || end == l || *end != '\0')
+		return -1;
+	strlcpy(s->addr, addr, sizeof(s->addr));
+	s->tenths = (unsigned long)tenths;
+	s->last = last;
+	return 0;
+}
+
 /* Reads bounce-scores ("addr tenths last") into *v; missing is empty. */
 static int
 scores_load(int dirfd, struct score **v, size_t *n)
@@ -421,8 +455,7 @@ scores_load(int dirfd, struct score **v, size_t *n)
 		return -1;
 	}
 	while (fgets(line, sizeof(line), f) != NULL) {
-		if (sscanf(line, "%254s %lu %lld", s.addr, &s.tenths,
-		    &s.last) != 3 || !address_valid(s.addr))
+		if (score_parse(line, &s) == -1)
 			continue;
 		if ((nv = reallocarray(*v, *n + 1, sizeof(**v))) == NULL)
 			break;
@@ -496,9 +529,10 @@ log_bounce(int dirfd, const char *member, const struct bounce_hit *hit,
 	if ((fd = openat(dirfd, "bounces", O_WRONLY | O_CREAT | O_APPEND |
 	    O_CLOEXEC, 0600)) == -1)
 		return;
-	if (n > 0 && write_full(fd, line, (size_t)n < sizeof(line) ?
-	    (size_t)n : sizeof(line) - 1) == -1)
-		n = 0;
+	/* A lost line of the log is no reason to lose the bounce. */
+	if (n > 0)
+		(void)write_full(fd, line, (size_t)n < sizeof(line) ?
+		    (size_t)n : sizeof(line) - 1);
 	close(fd);
 }
 

@@ -15,7 +15,7 @@
 #include "address.h"
 #include "config.h"
 
-#define BOUNCE_MAX	(1024 * 1024)	/* bytes of a bounce looked at */
+#define BOUNCE_MAX	((size_t)1024 * 1024)	/* bytes of a bounce looked at */
 #define BOUNCE_HITS	16		/* recipients taken from one */
 
 enum bounce_kind { BOUNCE_SOFT = 1, BOUNCE_HARD };

@@ -212,14 +212,13 @@ static int open_entry(struct job *);
  * file counts as 7-bit (the relay then gets no BODY= at all).
  */
 static unsigned int
-scan_8bit(struct job *j)
+scan_8bit(struct job *j, int fd)
 {
 	unsigned char *buf = malloc(65536);
 	off_t off = (off_t)j->body;
 	ssize_t n, i;
-	int fd = open_entry(j);
 
-	n = buf == NULL || fd == -1 ? -1 : 0;
+	n = buf == NULL ? -1 : 0;
 	while (n != -1 && (n = pread(fd, buf, 65536, off)) > 0) {
 		for (i = 0; i < n; i++)
 			if (buf[i] >= 0x80)
@@ -228,15 +227,13 @@ scan_8bit(struct job *j)
 			break;
 		off += n;
 	}
-	if (fd != -1)
-		close(fd);
 	free(buf);
 	return n > 0;
 }
 
 /* The recipient snapshot, taken once per entry (lc NULL: a send entry). */
 static int
-expand(struct job *j, const char *head, const struct list_conf *lc,
+expand(struct job *j, int fd, const char *head, const struct list_conf *lc,
     const char **why)
 {
 	static char err[512];
@@ -245,7 +242,7 @@ expand(struct job *j, const char *head, const struct list_conf *lc,
 	struct addr_list al;
 	size_t i, bad;
 
-	j->st.eightbit = scan_8bit(j);
+	j->st.eightbit = scan_8bit(j, fd);
 	if (lc == NULL)
 		return expand_send(j, why);
 
@@ -360,7 +357,7 @@ load_or_expand(struct worker *w, struct job *j, int fd, const char *head,
 		consume(w, j);
 		return -1;
 	}
-	if (expand(j, head, lc, &why) == -1) {
+	if (expand(j, fd, head, lc, &why) == -1) {
 		move_aside(w, j, w->holdfd, SPOOL_HOLD, why);
 		return -1;
 	}
@@ -527,17 +524,25 @@ add_transactions(struct session *s, struct job *j, size_t max_rcpts,
     char delim)
 {
 	struct smtp_msg *m = NULL;
-	size_t i;
+	size_t i, left = 0, cap = 0;
 
 	if (j->verp)
 		max_rcpts = 1;
+	/*
+	 * Each chunk's array holds what it will carry, not max_rcpts slots
+	 * (a reply buffer each: 140 KB zeroed per one-recipient message).
+	 */
+	for (i = 0; i < j->st.n; i++)
+		left += j->st.r[i].st != RCPT_SENT &&
+		    j->st.r[i].st != RCPT_FAILED;
 	j->first = s->n;
 	for (i = 0; i < j->st.n; i++) {
 		if (j->st.r[i].st == RCPT_SENT || j->st.r[i].st == RCPT_FAILED)
 			continue;
-		if (m == NULL || m->nrcpts == max_rcpts) {
+		if (m == NULL || m->nrcpts == cap) {
+			cap = left < max_rcpts ? left : max_rcpts;
 			if ((m = session_add(s)) == NULL ||
-			    (m->rcpts = calloc(max_rcpts, sizeof(*m->rcpts))) ==
+			    (m->rcpts = calloc(cap, sizeof(*m->rcpts))) ==
 			    NULL || (m->fd = open_entry(j)) == -1 ||
 			    lseek(m->fd, (off_t)j->body, SEEK_SET) == -1)
 				return -1;
@@ -553,6 +558,7 @@ add_transactions(struct session *s, struct job *j, size_t max_rcpts,
 				return -1;
 		}
 		m->rcpts[m->nrcpts++].addr = j->st.r[i].addr;
+		left--;
 	}
 	j->count = s->n - j->first;
 	return 0;

@@ -1,0 +1,936 @@
+#!/usr/bin/env python3
+"""bench/vs.py: listq against Postfix on the same machine, in the same run.
+
+    bench/vs.py [enqueue|deliver|fanout|latency|scaling|all]...
+
+Run as root (a private Postfix instance needs it).  Every benchmark starts
+Postfix's smtp-sink on 127.0.0.1 as the receiving relay and a private
+Postfix instance (its own config directory and queue under the work
+directory, loopback only, high ports; the system instance is never
+touched) as the peer, runs listq and Postfix on identical input,
+alternating, for ROUNDS rounds (default 3), and prints medians, ranges
+(min-max) and the ratio listq/Postfix.  Each table is appended to
+bench/results/<name>.txt with the machine (cores, kernel, filesystem).
+
+Sizes (environment): BENCH_ROUNDS (3), BENCH_ENQ_N (1000 per measurement;
+the issue's 10,000 with BENCH_FULL=1), BENCH_DELIVER_N (10000),
+BENCH_FANOUT ("10000 100000"), BENCH_LAT_N (1000), BENCH_SCALE
+("1 2 4 8 16").  Every process started here is stopped by pid.
+"""
+import os, sys, time, subprocess, shutil, signal, socket, statistics
+import threading, re, glob
+
+TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
+BUILD = os.environ.get('BUILD', 'build')
+WORK = os.environ.get('BENCH_DIR', '/tmp/listq-bench-vs')
+RESULTS = os.environ.get('BENCH_RESULTS',
+                         os.path.join(TOP, 'bench', 'results'))
+ROUNDS = int(os.environ.get('BENCH_ROUNDS', '3'))
+FULL = os.environ.get('BENCH_FULL') == '1'
+ENQ_N = int(os.environ.get('BENCH_ENQ_N', '10000' if FULL else '1000'))
+DELIVER_N = int(os.environ.get('BENCH_DELIVER_N', '10000'))
+FANOUT = [int(x) for x in os.environ.get('BENCH_FANOUT', '10000 100000').split()]
+LAT_N = int(os.environ.get('BENCH_LAT_N', '1000'))
+SCALE = [int(x) for x in os.environ.get('BENCH_SCALE', '1 2 4 8 16').split()]
+WORKERS = int(os.environ.get('BENCH_WORKERS', '4'))
+WAIT = float(os.environ.get('BENCH_WAIT', '300'))
+SENDER = 'poster@example.net'
+
+started = []		# Popen objects to stop at exit
+
+
+def say(*a):
+    print(*a, flush=True)
+
+
+def die(msg):
+    say('bench: ' + msg)
+    sys.exit(1)
+
+
+def run(cmd, **kw):
+    kw.setdefault('check', True)
+    return subprocess.run(cmd, **kw)
+
+
+def stop(p, sig=signal.SIGTERM, wait=20):
+    if p is None or p.poll() is not None:
+        return
+    try:
+        p.send_signal(sig)
+        p.wait(wait)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+def med(v):
+    return statistics.median(v)
+
+
+def rng(v, fmt='%.0f'):
+    return (fmt % min(v)) + '-' + (fmt % max(v))
+
+
+# ------------------------------------------------------------------ machine
+
+def machine():
+    dev = run(['findmnt', '-n', '-o', 'SOURCE,FSTYPE,OPTIONS', '-T', WORK],
+              capture_output=True, text=True, check=False).stdout.strip()
+    rev = run(['git', '-C', TOP, 'rev-parse', '--short', 'HEAD'],
+              capture_output=True, text=True, check=False).stdout.strip()
+    dirty = run(['git', '-C', TOP, 'status', '--porcelain',
+                 '--untracked-files=no'], capture_output=True, text=True,
+                check=False).stdout.strip()
+    model = ''
+    for line in open('/proc/cpuinfo'):
+        if line.startswith('model name'):
+            model = line.split(':', 1)[1].strip()
+            break
+    mem = open('/proc/meminfo').readline().split()[1]
+    pf = run(['postconf', '-d', '-h', 'mail_version'], capture_output=True,
+             text=True, check=False).stdout.strip()
+    return ('machine: %d cores (%s), %d MB RAM, kernel %s, filesystem %s; '
+            'Postfix %s; listq %s%s; load at start %s' % (
+                os.cpu_count(), model, int(mem) // 1024, os.uname().release,
+                dev, pf, rev or 'unknown',
+                ' + uncommitted changes' if dirty else '',
+                open('/proc/loadavg').read().split()[0]))
+
+
+def record(name, title, lines):
+    os.makedirs(RESULTS, exist_ok=True)
+    text = '\n'.join(['== %s  %s' % (title, time.strftime(
+        '%Y-%m-%d %H:%M:%S UTC', time.gmtime())), MACHINE] + lines) + '\n'
+    say('')
+    say(text)
+    with open(os.path.join(RESULTS, name + '.txt'), 'a') as f:
+        f.write(text + '\n')
+
+
+# ------------------------------------------------------------------ setup
+
+def ensure_packages():
+    need = []
+    if not os.path.exists('/usr/sbin/smtp-sink'):
+        need.append('postfix')
+    if not shutil.which('gnuplot'):
+        need.append('gnuplot-nox')
+    if not need:
+        return
+    say('installing ' + ' '.join(need) + ' ("No configuration": nothing starts)')
+    run(['debconf-set-selections'], input=b'postfix postfix/main_mailer_type '
+        b'select No configuration\n')
+    env = dict(os.environ, DEBIAN_FRONTEND='noninteractive')
+    run(['apt-get', 'install', '-y', '-qq'] + need, env=env,
+        stdout=subprocess.DEVNULL)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def build():
+    """A development build of listq whose service identity is root, with
+    this work directory's spool and lists compiled in."""
+    b = os.path.join(BUILD, 'bench-vs')
+    run(['make', '-s', '--no-print-directory', '-C', TOP, 'BUILD=' + b,
+         'LISTQ_UID=0', 'LISTQ_GID=0', 'MAIL_GIDS=0',
+         'SPOOLDIR=' + WORK + '/spool', 'LISTDIR=' + WORK + '/lists',
+         'wrapper', 'daemon'])
+    run(['make', '-s', '--no-print-directory', '-C', TOP,
+         BUILD + '/bench/spawn'])
+    return (os.path.join(TOP, b, 'listq-wrapper'),
+            os.path.join(TOP, b, 'listqd'),
+            os.path.join(TOP, BUILD, 'bench', 'spawn'))
+
+
+class Sink:
+    """smtp-sink -c on a loopback port; a thread timestamps its counter."""
+
+    def __init__(self):
+        for _ in range(5):
+            self.port = free_port()
+            self.p = subprocess.Popen(
+                ['/usr/sbin/smtp-sink', '-u', 'nobody', '-c',
+                 '127.0.0.1:%d' % self.port, '1000'],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            started.append(self.p)
+            for _ in range(50):
+                try:
+                    socket.create_connection(('127.0.0.1', self.port),
+                                             0.2).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            else:
+                stop(self.p)
+                continue
+            break
+        else:
+            die('smtp-sink could not listen')
+        self.mesg = 0
+        self.cond = threading.Condition()
+        threading.Thread(target=self.reader, daemon=True).start()
+
+    def reader(self):
+        buf = b''
+        fd = self.p.stdout.fileno()
+        while True:
+            d = os.read(fd, 4096)
+            if not d:
+                return
+            buf += d
+            parts = re.split(rb'[\r\n]', buf)
+            buf = parts.pop()
+            for part in parts:
+                m = re.search(rb'mesg=(\d+)', part)
+                if m:
+                    with self.cond:
+                        self.mesg = int(m.group(1))
+                        self.cond.notify_all()
+
+    def count(self):
+        # the connecting probe above counts as a session, never as mesg
+        with self.cond:
+            return self.mesg
+
+    def wait_above(self, n, timeout):
+        end = time.monotonic() + timeout
+        with self.cond:
+            while self.mesg <= n:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(left)
+        return True
+
+
+def tree_rss(roots):
+    """Sum of VmRSS (kB) of the processes ROOTS and all their descendants."""
+    kids = {}
+    for d in os.listdir('/proc'):
+        if not d.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % d) as f:
+                s = f.read()
+            ppid = int(s[s.rindex(')') + 2:].split()[1])
+            kids.setdefault(ppid, []).append(int(d))
+        except (OSError, ValueError):
+            pass
+    todo, seen, total = list(roots), set(), 0
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        todo.extend(kids.get(p, []))
+        try:
+            with open('/proc/%d/status' % p) as f:
+                for line in f:
+                    if line.startswith('VmRSS:'):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def wait_until(done, roots, what, timeout=WAIT, step=0.02):
+    """Polls DONE() every STEP s; returns (seconds, peak RSS kB of ROOTS()).
+    The clock starts at the call."""
+    t0 = time.monotonic()
+    peak = 0
+    n = 0
+    while True:
+        if done():
+            return time.monotonic() - t0, peak
+        if n % 5 == 0:
+            peak = max(peak, tree_rss(roots()))
+        n += 1
+        if time.monotonic() - t0 > timeout:
+            die('%s: not done after %d s' % (what, timeout))
+        time.sleep(step)
+
+
+# ------------------------------------------------------------------ listq
+
+class Listq:
+    def __init__(self, wrapper, listqd, sink):
+        self.wrapper, self.listqd, self.sink = wrapper, listqd, sink
+        self.spool = WORK + '/spool'
+        self.lists = WORK + '/lists'
+        self.p = None
+        self.log = None
+        self.conf = WORK + '/listq.conf'
+        with open(self.conf, 'w') as f:
+            f.write('smarthost = 127.0.0.1:%d\n' % sink.port)
+        os.makedirs(self.lists, mode=0o700, exist_ok=True)
+
+    def mklist(self, name, members):
+        d = os.path.join(self.lists, name)
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        with open(d + '/config', 'w') as f:
+            f.write('address = %s@example.org\n' % name)
+        with open(d + '/owners', 'w') as f:
+            f.write('owner@example.org\n')
+        shutil.copyfile(members, d + '/members')
+
+    def reset(self):
+        self.stop()
+        shutil.rmtree(self.spool, ignore_errors=True)
+        make_spool(self.spool)
+
+    def queued(self):
+        n = 0
+        for b in os.scandir(self.spool + '/queue'):
+            n += len(os.listdir(b.path))
+        return n
+
+    def empty(self):
+        for b in os.scandir(self.spool + '/queue'):
+            if os.listdir(b.path):
+                return False
+        return True
+
+    def start(self, workers=WORKERS, tag='run'):
+        self.log = WORK + '/listqd.%s.log' % tag
+        self.p = subprocess.Popen(
+            [self.listqd, '-F', '-f', self.conf, '-n', str(workers)],
+            stdout=subprocess.DEVNULL, stderr=open(self.log, 'w'))
+        started.append(self.p)
+
+    def ready(self, workers):
+        """Waits until listqd logged that its workers started."""
+        for _ in range(200):
+            try:
+                if 'started' in open(self.log).read():
+                    time.sleep(0.2)
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+
+    def roots(self):
+        return [self.p.pid] if self.p and self.p.poll() is None else []
+
+    def stop(self):
+        stop(self.p)
+        self.p = None
+
+    def sent(self):
+        return open(self.log).read().count('status=sent')
+
+    def post_cmd(self, lst):
+        return [self.wrapper, 'post', lst]
+
+
+def make_spool(d):
+    os.makedirs(d + '/queue', mode=0o700)
+    for s in ('tmp', 'hold', 'corrupt'):
+        os.mkdir(d + '/' + s, 0o700)
+    os.chmod(d, 0o700)
+    for b in range(256):
+        os.mkdir('%s/queue/%02x' % (d, b), 0o700)
+
+
+# ------------------------------------------------------------------ postfix
+
+MASTER_CF = '''\
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+%(qmgr)sqmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+127.0.0.1:%(smtpd)d inet n  -       n       -       -       smtpd
+'''
+
+
+class Postfix:
+    """A private instance: config in WORK/pf/etc, queue in WORK/pf/queue,
+    log in WORK/pf/maillog, listening only on 127.0.0.1:<high port> (used
+    only to load the queue for the delivery benchmark)."""
+
+    def __init__(self, sink):
+        self.sink = sink
+        self.dir = WORK + '/pf'
+        self.etc = self.dir + '/etc'
+        self.q = self.dir + '/queue'
+        self.maillog = self.dir + '/maillog'
+        self.smtpd = free_port()
+        self.running = False
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.makedirs(self.etc)
+        os.chmod(self.dir, 0o755)
+        os.makedirs(self.q, mode=0o755)
+        os.makedirs(self.dir + '/include', mode=0o755)
+        with open(self.etc + '/main.cf', 'w') as f:
+            f.write('''\
+compatibility_level = 3.6
+queue_directory = %(q)s
+data_directory = %(q)s/data
+mail_owner = postfix
+setgid_group = postdrop
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+myhostname = pf.bench.example
+mydomain = bench.example
+myorigin = bench.example
+mydestination = localhost, pf.bench.example
+relayhost = [127.0.0.1]:%(port)d
+alias_maps = hash:%(etc)s/aliases
+alias_database = hash:%(etc)s/aliases
+maillog_file = %(log)s
+maillog_file_prefixes = %(dir)s
+smtputf8_enable = no
+biff = no
+mynetworks = 127.0.0.0/8
+# tuned for throughput (the issue's "tuned" Postfix):
+in_flow_delay = 0
+default_process_limit = 100
+initial_destination_concurrency = 20
+default_destination_concurrency_limit = 20
+default_destination_recipient_limit = 500
+smtp_connection_cache_on_demand = yes
+qmgr_message_recipient_limit = 200000
+duplicate_filter_limit = 0
+''' % dict(q=self.q, etc=self.etc, port=sink.port, log=self.maillog,
+                dir=self.dir))
+        self.aliases = ['postmaster: root']
+        self.write_aliases()
+        self.master_cf(True)
+
+    def write_aliases(self):
+        with open(self.etc + '/aliases', 'w') as f:
+            f.write('\n'.join(self.aliases) + '\n')
+        run(['postalias', '-c', self.etc, self.etc + '/aliases'])
+
+    def include(self, name, members):
+        path = '%s/include/%s' % (self.dir, name)
+        shutil.copyfile(members, path)
+        os.chmod(path, 0o644)
+        self.aliases.append('%s: :include:%s' % (name, path))
+        self.write_aliases()
+
+    def master_cf(self, qmgr):
+        with open(self.etc + '/master.cf', 'w') as f:
+            f.write(MASTER_CF % dict(qmgr='' if qmgr else '#',
+                                     smtpd=self.smtpd))
+
+    def cmd(self, *a):
+        run(['postfix', '-c', self.etc] + list(a), stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+
+    def start(self, qmgr=True):
+        self.master_cf(qmgr)
+        if self.running:
+            self.cmd('reload')
+        else:
+            self.cmd('check')
+            self.cmd('start')
+            self.running = True
+        time.sleep(0.3)
+
+    def qmgr_on(self):
+        """Starts the queue manager: the clock of a delivery run starts
+        here."""
+        self.master_cf(True)
+        self.cmd('reload')
+
+    def stop(self):
+        if self.running:
+            self.cmd('stop')
+            self.running = False
+
+    def master_pid(self):
+        try:
+            return int(open(self.q + '/pid/master.pid').read().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def roots(self):
+        p = self.master_pid()
+        return [p] if p else []
+
+    def queued(self, dirs=('maildrop', 'incoming', 'active', 'deferred',
+                           'hold')):
+        n = 0
+        for d in dirs:
+            for _, _, files in os.walk(os.path.join(self.q, d)):
+                n += len(files)
+        return n
+
+    def empty(self):
+        return self.queued() == 0
+
+    def purge(self):
+        run(['postsuper', '-c', self.etc, '-d', 'ALL'],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            check=False)
+
+    def logpos(self):
+        try:
+            return os.path.getsize(self.maillog)
+        except OSError:
+            return 0
+
+    def sent_since(self, pos):
+        with open(self.maillog, 'rb') as f:
+            f.seek(pos)
+            return sum(1 for line in f.read().splitlines()
+                       if b'status=sent' in line and b'relay=local' not in line)
+
+    def sendmail(self, *rcpts):
+        return ['/usr/sbin/sendmail', '-C', self.etc, '-i', '-f', SENDER] + \
+            list(rcpts)
+
+
+# ------------------------------------------------------------------ inputs
+
+def mkmsg(path, to):
+    import base64
+    body = base64.encodebytes(os.urandom(3750)).decode().replace('\n', '')
+    lines = [body[i:i + 72] for i in range(0, len(body), 72)]
+    with open(path, 'w') as f:
+        f.write('From: %s\nTo: %s\nSubject: benchmark\n'
+                'Message-ID: <bench@example.net>\n\n' % (SENDER, to))
+        f.write('\n'.join(lines) + '\n')
+    os.chmod(path, 0o644)
+
+
+def members(n):
+    path = '%s/members.%d' % (WORK, n)
+    if not os.path.exists(path):
+        with open(path, 'w') as f:
+            for i in range(n):
+                f.write('m%d@members.example\n' % i)
+    return path
+
+
+def spawn_rate(spawn, n, j, msg, cmd):
+    out = run([spawn, '-n', str(n), '-j', str(j), '-i', msg] + cmd,
+              capture_output=True, text=True)
+    return float(out.stdout.split()[0])
+
+
+# ------------------------------------------------------------------ benches
+
+def bench_enqueue(env):
+    lq, pf, spawn = env['lq'], env['pf'], env['spawn']
+    floor = os.path.join(TOP, BUILD, 'bench', 'floor')
+    run(['make', '-s', '--no-print-directory', '-C', TOP,
+         BUILD + '/bench/floor'])
+    fdir = WORK + '/floor'
+    lq.stop()
+    pf.start(qmgr=False)
+    res = {}
+    for r in range(ROUNDS):
+        for j in (1, 4):
+            order = ('listq', 'postfix', 'floor') if r % 2 == 0 else \
+                ('postfix', 'listq', 'floor')
+            for who in order:
+                if who == 'listq':
+                    lq.reset()
+                    v = spawn_rate(spawn, ENQ_N, j, env['msg1'],
+                                   lq.post_cmd('one'))
+                    if lq.queued() != ENQ_N:
+                        die('listq queued %d of %d' % (lq.queued(), ENQ_N))
+                elif who == 'postfix':
+                    pf.purge()
+                    v = spawn_rate(spawn, ENQ_N, j, env['msg1'],
+                                   pf.sendmail('m0@members.example'))
+                    # let pickup/cleanup finish before the next measurement
+                    wait_until(lambda: pf.queued(('maildrop',)) == 0,
+                               lambda: [], 'postfix pickup')
+                    pf.purge()
+                else:
+                    shutil.rmtree(fdir, ignore_errors=True)
+                    os.makedirs(fdir + '/tmp')
+                    os.makedirs(fdir + '/queue')
+                    v = spawn_rate(spawn, ENQ_N, j, env['msg1'],
+                                   [floor, fdir])
+                res.setdefault((who, j), []).append(v)
+                say('  enqueue round %d, %d caller(s): %s %.0f/s' %
+                    (r + 1, j, who, v))
+    lq.reset()
+    lines = ['enqueue: %d messages of %d bytes per measurement, %d rounds; '
+             'listq-wrapper post (development build) vs Postfix sendmail '
+             '(postdrop; pickup and cleanup running, qmgr stopped), both '
+             'called by root; floor = fork+exec of write+fsync+rename+fsync'
+             % (ENQ_N, os.path.getsize(env['msg1']), ROUNDS),
+             '%-8s %16s %16s %16s %10s %12s' % (
+                 'callers', 'listq/s (range)', 'postfix/s', 'floor/s',
+                 'listq/pf', 'listq/floor')]
+    for j in (1, 4):
+        a, b, c = res[('listq', j)], res[('postfix', j)], res[('floor', j)]
+        lines.append('%-8d %16s %16s %16s %9.1fx %11.0f%%' % (
+            j, '%.0f (%s)' % (med(a), rng(a)), '%.0f (%s)' % (med(b), rng(b)),
+            '%.0f (%s)' % (med(c), rng(c)), med(a) / med(b),
+            100 * med(a) / med(c)))
+    lines.append('target: listq >= 5x Postfix sendmail')
+    record('enqueue', 'enqueue: listq-wrapper vs Postfix sendmail', lines)
+
+
+def listq_template(env, n):
+    """A spool of N one-recipient posts, written once by the wrapper with
+    listqd stopped; copied for every delivery run."""
+    lq = env['lq']
+    tpl = '%s/spool.tpl.%d' % (WORK, n)
+    if os.path.isdir(tpl):
+        return tpl
+    lq.reset()
+    t0 = time.monotonic()
+    out = run([env['spawn'], '-n', str(n), '-j', '2', '-i', env['msg1']] +
+              lq.post_cmd('one'), capture_output=True, text=True)
+    say('  listq: %d posts enqueued for the template in %.1f s (%s/s)' % (
+        n, time.monotonic() - t0, out.stdout.strip()))
+    if lq.queued() != n:
+        die('template spool holds %d, not %d' % (lq.queued(), n))
+    os.rename(lq.spool, tpl)
+    return tpl
+
+
+def listq_drain(env, tpl, n, workers, tag):
+    """Copies the template into place, starts listqd and times until the
+    spool is empty and the sink has N more messages."""
+    lq, sink = env['lq'], env['sink']
+    lq.stop()
+    shutil.rmtree(lq.spool, ignore_errors=True)
+    run(['cp', '-a', tpl, lq.spool])
+    run(['sync'])
+    base = sink.count()
+    lq.start(workers, tag)
+    secs, peak = wait_until(
+        lambda: sink.count() - base >= n and lq.empty(), lq.roots,
+        'listqd (%s)' % tag)
+    lq.stop()
+    sent = lq.sent()
+    if sent != n:
+        say('  WARNING: listqd logged %d deliveries, expected %d' % (sent, n))
+    return secs, peak
+
+
+def pf_load(env, n):
+    """N one-recipient messages into the private Postfix over its own
+    smtpd (smtp-source, 4 sessions) with the queue manager stopped."""
+    pf = env['pf']
+    pf.start(qmgr=False)
+    pf.purge()
+    run(['/usr/sbin/smtp-source', '-s', '4', '-d', '-m', str(n), '-l',
+         '5000', '-f', SENDER, '-t', 'm0@members.example',
+         '127.0.0.1:%d' % pf.smtpd])
+    wait_until(lambda: pf.queued(('incoming',)) >= n, lambda: [],
+               'postfix load')
+    if pf.queued() != n:
+        die('postfix queue holds %d, not %d' % (pf.queued(), n))
+
+
+def pf_drain(env, n):
+    pf, sink = env['pf'], env['sink']
+    base, pos = sink.count(), pf.logpos()
+    pf.qmgr_on()
+    secs, peak = wait_until(
+        lambda: sink.count() - base >= n and pf.empty(), pf.roots,
+        'postfix delivery')
+    time.sleep(0.2)
+    sent = pf.sent_since(pos)
+    if sent != n:
+        say('  WARNING: postfix logged %d deliveries, expected %d' % (sent, n))
+    return secs, peak
+
+
+def bench_deliver(env):
+    n = DELIVER_N
+    sink = env['sink']
+    tpl = listq_template(env, n)
+    res = {}
+    for r in range(ROUNDS):
+        order = ('listq', 'postfix') if r % 2 == 0 else ('postfix', 'listq')
+        for who in order:
+            if who == 'listq':
+                secs, peak = listq_drain(env, tpl, n, WORKERS, 'deliver')
+            else:
+                pf_load(env, n)
+                secs, peak = pf_drain(env, n)
+            res.setdefault(who, []).append((n / secs, peak))
+            say('  deliver round %d: %s %.2f s, %.0f msg/s, peak RSS %d MB' %
+                (r + 1, who, secs, n / secs, peak / 1024))
+        base = sink.count()
+        t0 = time.monotonic()
+        run(['/usr/sbin/smtp-source', '-s', str(WORKERS), '-d', '-m', str(n),
+             '-l', '5000', '-f', SENDER, '-t', 'm0@members.example',
+             '127.0.0.1:%d' % sink.port])
+        c = time.monotonic() - t0
+        if sink.count() - base != n:
+            say('  WARNING: smtp-source: the sink counted %d' %
+                (sink.count() - base))
+        res.setdefault('ceiling', []).append((n / c, 0))
+        say('  deliver round %d: smtp-source %.2f s, %.0f msg/s' %
+            (r + 1, c, n / c))
+    env['pf'].start(qmgr=True)
+    L = [x[0] for x in res['listq']]
+    P = [x[0] for x in res['postfix']]
+    C = [x[0] for x in res['ceiling']]
+    env['deliver_pf'] = med(P)
+    lines = ['deliver: %d queued messages of 5 KB, one recipient each, %d '
+             'rounds; listqd -n %d (spool filled by the wrapper with listqd '
+             'stopped) vs tuned Postfix (loaded over its smtpd with qmgr '
+             'stopped; clock from qmgr start); ceiling = smtp-source -s %d '
+             '-d into the same sink' % (n, ROUNDS, WORKERS, WORKERS),
+             '%-10s %18s %10s %14s' % ('', 'msg/s (range)', 'vs Postfix',
+                                       'vs ceiling'),
+             '%-10s %18s %9.2fx %13.0f%%' % (
+                 'listq', '%.0f (%s)' % (med(L), rng(L)), med(L) / med(P),
+                 100 * med(L) / med(C)),
+             '%-10s %18s %10s %13.0f%%' % (
+                 'postfix', '%.0f (%s)' % (med(P), rng(P)), '1.00x',
+                 100 * med(P) / med(C)),
+             '%-10s %18s' % ('ceiling', '%.0f (%s)' % (med(C), rng(C))),
+             'targets: listq >= 3x Postfix (tuned), >= 50% of the ceiling']
+    record('deliver', 'deliver: listqd vs Postfix vs smtp-source', lines)
+    env['mem'].append(('deliver %d x 1 rcpt' % n,
+                       [x[1] for x in res['listq']],
+                       [x[1] for x in res['postfix']]))
+
+
+def bench_fanout(env):
+    lq, pf, sink = env['lq'], env['pf'], env['sink']
+    res = {}
+    pf.start(qmgr=True)
+    for n in FANOUT:
+        name = 'fan%d' % n
+        lq.mklist(name, members(n))
+        pf.include(name, members(n))
+        mkmsg('%s/msg.%s' % (WORK, name), name + '@example.org')
+    pf.cmd('reload')
+    time.sleep(0.5)
+    lq.reset()
+    lq.start(WORKERS, 'fanout')
+    lq.ready(WORKERS)
+    for r in range(ROUNDS):
+        for n in FANOUT:
+            name = 'fan%d' % n
+            msg = '%s/msg.%s' % (WORK, name)
+            order = ('listq', 'postfix') if r % 2 == 0 else ('postfix', 'listq')
+            for who in order:
+                if who == 'listq':
+                    before = lq.sent()
+                    base = sink.count()
+                    t0 = time.monotonic()
+                    run(lq.post_cmd(name), stdin=open(msg))
+                    secs, peak = wait_until(lq.empty, lq.roots, 'listq fanout')
+                    secs += 0  # the clock covers the wrapper too
+                    secs = time.monotonic() - t0
+                    got = lq.sent() - before
+                else:
+                    pos = pf.logpos()
+                    base = sink.count()
+                    t0 = time.monotonic()
+                    run(pf.sendmail('%s@localhost' % name), stdin=open(msg))
+                    secs, peak = wait_until(pf.empty, pf.roots,
+                                            'postfix fanout')
+                    secs = time.monotonic() - t0
+                    time.sleep(0.3)
+                    got = pf.sent_since(pos)
+                if got != n:
+                    say('  WARNING: %s logged %d deliveries of %d' %
+                        (who, got, n))
+                res.setdefault((who, n), []).append((n / secs, peak))
+                say('  fanout round %d, %d members: %s %.2f s, %.0f rcpt/s, '
+                    '%d transactions, peak RSS %d MB' % (
+                        r + 1, n, who, secs, n / secs, sink.count() - base,
+                        peak / 1024))
+    lq.stop()
+    lines = ['fan-out: one 5 KB post to a list of N members, %d rounds; '
+             'listq list (listqd -n %d running, idle) vs Postfix :include: '
+             'alias (sendmail to the alias); clock from the post until the '
+             'queue is empty and every recipient logged sent (500 rcpts per '
+             'transaction on both sides)' % (ROUNDS, WORKERS),
+             '%-9s %20s %20s %10s' % ('members', 'listq rcpt/s (range)',
+                                      'postfix rcpt/s', 'listq/pf')]
+    for n in FANOUT:
+        a = [x[0] for x in res[('listq', n)]]
+        b = [x[0] for x in res[('postfix', n)]]
+        lines.append('%-9d %20s %20s %9.1fx' % (
+            n, '%.0f (%s)' % (med(a), rng(a)), '%.0f (%s)' % (med(b), rng(b)),
+            med(a) / med(b)))
+        env['mem'].append(('fan-out %d' % n, [x[1] for x in res[('listq', n)]],
+                           [x[1] for x in res[('postfix', n)]]))
+    lines.append('target: listq >= 5x Postfix :include:')
+    record('fanout', 'fan-out: listq list vs Postfix :include:', lines)
+
+
+def pct(v, p):
+    v = sorted(v)
+    k = max(0, min(len(v) - 1, int(round(p / 100.0 * len(v) + 0.5)) - 1))
+    return v[k]
+
+
+def bench_latency(env):
+    lq, pf, sink = env['lq'], env['pf'], env['sink']
+    pf.start(qmgr=True)
+    lq.reset()
+    lq.start(WORKERS, 'latency')
+    lq.ready(WORKERS)
+    msg = env['msg1']
+    res = {}
+    for r in range(ROUNDS):
+        order = ('listq', 'postfix') if r % 2 == 0 else ('postfix', 'listq')
+        for who in order:
+            cmd = lq.post_cmd('one') if who == 'listq' else \
+                pf.sendmail('m0@members.example')
+            lat = []
+            for i in range(LAT_N):
+                base = sink.count()
+                with open(msg) as f:
+                    t0 = time.monotonic()
+                    subprocess.run(cmd, stdin=f, check=True)
+                    if not sink.wait_above(base, 30):
+                        die('%s: post %d never reached the sink' % (who, i))
+                    lat.append((time.monotonic() - t0) * 1000)
+                # idle: let the queue settle before the next post
+                wait_until(lq.empty if who == 'listq' else pf.empty,
+                           lambda: [], 'latency settle', step=0.001)
+            res.setdefault(who, []).append((pct(lat, 50), pct(lat, 99)))
+            say('  latency round %d: %s p50 %.1f ms, p99 %.1f ms' % (
+                r + 1, who, pct(lat, 50), pct(lat, 99)))
+    lq.stop()
+    lines = ['latency: %d posts one after the other at idle (each waits for '
+             'the previous to reach the sink), %d rounds; time from the '
+             'start of listq-wrapper / sendmail to smtp-sink counting the '
+             'message (its 250), in ms' % (LAT_N, ROUNDS),
+             '%-10s %18s %18s' % ('', 'p50 ms (range)', 'p99 ms (range)')]
+    for who in ('listq', 'postfix'):
+        a = [x[0] for x in res[who]]
+        b = [x[1] for x in res[who]]
+        lines.append('%-10s %18s %18s' % (
+            who, '%.1f (%s)' % (med(a), rng(a, '%.1f')),
+            '%.1f (%s)' % (med(b), rng(b, '%.1f'))))
+    lines.append('ratio listq/postfix: p50 %.2f, p99 %.2f; target: p99 <= '
+                 'Postfix and < 20 ms' % (
+                     med([x[0] for x in res['listq']]) /
+                     med([x[0] for x in res['postfix']]),
+                     med([x[1] for x in res['listq']]) /
+                     med([x[1] for x in res['postfix']])))
+    record('latency', 'latency: enqueue-to-250 at idle', lines)
+
+
+def bench_scaling(env):
+    n = DELIVER_N
+    tpl = listq_template(env, n)
+    res = {}
+    for r in range(ROUNDS):
+        for w in (SCALE if r % 2 == 0 else list(reversed(SCALE))):
+            secs, peak = listq_drain(env, tpl, n, w, 'scale%d' % w)
+            res.setdefault(w, []).append(n / secs)
+            say('  scaling round %d: %2d workers %.2f s, %.0f msg/s' % (
+                r + 1, w, secs, n / secs))
+    pfm = env.get('deliver_pf')
+    lines = ['scaling: listqd delivering %d queued one-recipient 5 KB '
+             'messages into smtp-sink, %d rounds' % (n, ROUNDS),
+             '%-8s %20s %12s' % ('workers', 'msg/s (range)',
+                                 'vs Postfix' if pfm else '')]
+    dat = WORK + '/scaling.dat'
+    with open(dat, 'w') as f:
+        for w in SCALE:
+            v = res[w]
+            f.write('%d %.1f %.1f %.1f\n' % (w, med(v), min(v), max(v)))
+            lines.append('%-8d %20s %12s' % (
+                w, '%.0f (%s)' % (med(v), rng(v)),
+                '%.2fx' % (med(v) / pfm) if pfm else ''))
+    if pfm:
+        lines.append('Postfix (tuned) in the deliver table of this run: '
+                     '%.0f msg/s' % pfm)
+    png = os.path.join(RESULTS, 'scaling.png')
+    os.makedirs(RESULTS, exist_ok=True)
+    gp = ['set terminal png size 800,500',
+          'set output "%s"' % png,
+          'set title "listqd deliveries/s by workers (%d x 5 KB, 1 rcpt; '
+          'median, min-max)"' % n,
+          'set xlabel "workers"', 'set ylabel "messages/s"',
+          'set logscale x 2', 'set xrange [0.8:20]', 'set yrange [0:*]',
+          'set grid', 'set key bottom right']
+    plot = 'plot "%s" using 1:2:3:4 with yerrorlines lw 2 title "listqd"' % dat
+    if pfm:
+        plot += ', %f with lines dt 2 title "Postfix (tuned), same run"' % pfm
+    run(['gnuplot'], input=('\n'.join(gp + [plot]) + '\n').encode())
+    lines.append('plot: bench/results/scaling.png')
+    record('scaling', 'scaling: listqd workers', lines)
+
+
+def memory_table(env):
+    if not env['mem']:
+        return
+    lines = ['memory: peak total RSS (sum over every process of the system: '
+             'listqd master + workers; Postfix master + all its daemons), '
+             'sampled every ~0.1 s during the runs above; median (range), MB',
+             '%-24s %18s %18s %9s' % ('run', 'listq', 'postfix', 'listq/pf')]
+    for name, a, b in env['mem']:
+        a = [x / 1024 for x in a]
+        b = [x / 1024 for x in b]
+        lines.append('%-24s %18s %18s %9.2f' % (
+            name, '%.1f (%s)' % (med(a), rng(a, '%.1f')),
+            '%.1f (%s)' % (med(b), rng(b, '%.1f')), med(a) / med(b)))
+    lines.append('target: less total RSS than Postfix')
+    record('memory', 'memory: peak RSS, listq vs Postfix', lines)
+
+
+# ------------------------------------------------------------------ main
+
+def main():
+    global MACHINE
+    if os.geteuid() != 0:
+        die('run as root (a private Postfix instance needs it)')
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
+    what = sys.argv[1:] or ['all']
+    if 'all' in what:
+        what = ['enqueue', 'deliver', 'fanout', 'latency', 'scaling']
+    ensure_packages()
+    shutil.rmtree(WORK, ignore_errors=True)
+    os.makedirs(WORK, mode=0o755)
+    MACHINE = machine()
+    wrapper, listqd, spawn = build()
+    t_start = time.monotonic()
+    sink = Sink()
+    env = dict(sink=sink, spawn=spawn, mem=[])
+    lq = env['lq'] = Listq(wrapper, listqd, sink)
+    pf = env['pf'] = Postfix(sink)
+    lq.mklist('one', members(1))
+    lq.reset()
+    env['msg1'] = WORK + '/msg.one'
+    mkmsg(env['msg1'], 'one@example.org')
+    try:
+        for w in what:
+            say('== %s (%.0f s so far)' % (w, time.monotonic() - t_start))
+            globals()['bench_' + w](env)
+        memory_table(env)
+    finally:
+        lq.stop()
+        pf.stop()
+        stop(sink.p)
+        for p in started:
+            stop(p)
+    say('bench: done in %.0f s' % (time.monotonic() - t_start))
+
+
+if __name__ == '__main__':
+    main()

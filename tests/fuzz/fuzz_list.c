@@ -1,0 +1,54 @@
+/*
+ * libFuzzer harness: list member files (addr_list_read, common/list.c)
+ * read through fmemopen, then sorted, folded and searched.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "list.h"
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct addr_list l = { NULL, 0 };
+	size_t bad = 0, first_bad = 0, i, n;
+	char *copy, *line, *save, out[ADDR_MAX + 1];
+	FILE *f;
+
+	if (size == 0)
+		return 0;
+	if ((f = fmemopen((void *)(uintptr_t)data, size, "r")) == NULL)
+		return 0;
+	if (addr_list_read(f, &l, &bad, &first_bad) == 0) {
+		if ((bad == 0) != (first_bad == 0))
+			abort();
+		for (i = 0; i < l.n; i++)
+			if (!address_valid(l.v[i]))
+				abort();
+		addr_list_sort(&l);
+		for (i = 0; i < l.n; i++)
+			if (!addr_list_has(&l, l.v[i]))
+				abort();
+		n = l.n;
+		if (addr_list_fold(&l) < 0 || l.n > n)
+			abort();
+	}
+	fclose(f);
+	addr_list_free(&l);
+
+	/* Each line as list_line_address() takes it. */
+	if ((copy = malloc(size + 1)) == NULL)
+		return 0;
+	memcpy(copy, data, size);
+	copy[size] = '\0';
+	for (line = strtok_r(copy, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save)) {
+		list_line_address(line, out, sizeof(out));
+		if (memchr(out, '\0', sizeof(out)) == NULL)
+			abort();
+	}
+	free(copy);
+	return 0;
+}
