@@ -437,3 +437,16 @@ unused_port(void)
 	close(fd);
 	return ntohs(sa.sin_port);
 }
+
+void
+list_append(const char *list, const char *file, const char *text)
+{
+	char path[1024];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s/%s", T.lists, list, file);
+	cr_assert_not_null(f = fopen(path, "a"), "%s: %s", path,
+	    strerror(errno));
+	fputs(text, f);
+	cr_assert_eq(fclose(f), 0);
+}

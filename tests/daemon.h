@@ -63,6 +63,9 @@ size_t	log_count(const struct daemon *d, const char *needle);
 /* A list NAME@example.org with members m0..m(n-1)@members.example. */
 void	make_list(const char *name, size_t members);
 
+/* Appends text to LISTDIR/<list>/<file> (created if missing). */
+void	list_append(const char *list, const char *file, const char *text);
+
 /* Polls cond every 20 ms for at most ms; true once it holds. */
 bool	wait_until(bool (*cond)(void *), void *arg, int ms);
 

@@ -670,17 +670,12 @@ Test(listqd, subject_prefix_and_socket_options, .init = setup,
 {
 	static const char msg[] = "From: a@example.net\nSubject: hello\n\nx\n";
 	static const char tagged[] = "Subject: [mu] again\n\ny\n";
-	char path[1024];
 	struct result r;
 	struct txn *t;
 	size_t n;
-	FILE *f;
 
 	make_list("mu", 1);
-	snprintf(path, sizeof(path), "%s/mu/config", T.lists);
-	cr_assert_not_null(f = fopen(path, "a"));
-	fputs("subject_prefix = [mu]\n", f);
-	fclose(f);
+	list_append("mu", "config", "subject_prefix = [mu]\n");
 	sink_start(&S, NULL, 0, true);
 	daemon_config(&D, S.port, NULL);
 	daemon_start(&D, 1);
@@ -827,16 +822,11 @@ Test(listqd, reload_changes_pool_size, .init = setup, .fini = teardown,
 Test(listqd, disabled_members_skipped, .init = setup, .fini = teardown,
     .timeout = 60)
 {
-	char path[1024];
 	struct txn *t;
 	size_t n, i, k;
-	FILE *f;
 
 	make_list("pi", 5);
-	snprintf(path, sizeof(path), "%s/pi/disabled", T.lists);
-	cr_assert_not_null(f = fopen(path, "w"));
-	fputs("m1@members.example\nm3@MEMBERS.Example\n", f);
-	fclose(f);
+	list_append("pi", "disabled", "m1@members.example\nm3@MEMBERS.Example\n");
 	sink_start(&S, NULL, 0, false);
 	daemon_config(&D, S.port, NULL);
 	daemon_start(&D, 1);

@@ -106,18 +106,6 @@ txn_to(const struct sink *s, const char *rcpt, const char **from_out)
 }
 
 static void
-list_config(const char *list, const char *line)
-{
-	char path[1024];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s/config", T.lists, list);
-	cr_assert_not_null(f = fopen(path, "a"));
-	fprintf(f, "%s\n", line);
-	fclose(f);
-}
-
-static void
 pipe_bounce(const char *list, const char *msg)
 {
 	struct result r;
@@ -294,7 +282,7 @@ Test(policy, verp_senders_and_attribution, .init = setup, .fini = teardown,
 	int m;
 
 	make_list("zeta", 3);
-	list_config("zeta", "verp = yes");
+	list_append("zeta", "config", "verp = yes\n");
 	sink_start(&S, NULL, 0, false);
 	daemon_config(&D, S.port, NULL);
 	daemon_start(&D, 1);
