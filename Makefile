@@ -55,13 +55,14 @@ SAN_FLAGS	= -fsanitize=$(SANITIZE) -fno-omit-frame-pointer \
 CFLAGS		+= $(SAN_FLAGS)
 LDFLAGS		+= $(SAN_FLAGS)
 # tests/preload.so goes before the runtime in LD_PRELOAD on purpose.
-export ASAN_OPTIONS ?= verify_asan_link_order=0:detect_leaks=0:abort_on_error=1
-export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
+# SAN_LOGS (make sanitize-check): reports go to files there, not stderr.
+export ASAN_OPTIONS ?= verify_asan_link_order=0:detect_leaks=0:abort_on_error=1$(if $(SAN_LOGS),:log_path=$(SAN_LOGS)/asan)
+export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1$(if $(SAN_LOGS),:log_path=$(SAN_LOGS)/ubsan)
 endif
 
 COMMON_SRC	= common/address.c common/config.c common/durable.c \
 		  common/enqueue.c common/entry.c common/list.c common/log.c \
-		  common/qid.c common/spool.c common/state.c
+		  common/number.c common/qid.c common/spool.c common/state.c
 WRAPPER_SRC	= wrapper/privilege.c wrapper/wrapper.c
 LISTQD_SRC	= worker/bounce.c worker/deliver.c worker/dsn.c worker/listqd.c \
 		  worker/incoming.c worker/master.c worker/msghead.c \
@@ -100,15 +101,19 @@ DEB_PKGS	= gcc make pkg-config libc6-dev libcap-dev libcap2-bin \
 DEB_PKGS	+= python3 man-db groff-base
 # make fuzz (libFuzzer) and make analyze (clang-tidy, scan-build).
 DEB_PKGS	+= clang libclang-rt-14-dev clang-tidy clang-tools
+DEB_PKGS	+= afl++
 # tests/e2e runs a private Postfix instance (debconf: "No configuration",
 # so the system's own instance is never set up or started).
 DEB_PKGS	+= postfix
+DEB_PKGS	+= valgrind	# make valgrind-check
 
 .PHONY: all wrapper daemon admin deps check lint test demo clean FORCE
 
 all: $(BUILD)/listq-wrapper $(BUILD)/listqd $(BUILD)/listq $(BUILD)/tests/listq-tests \
+     $(BUILD)/tests/listq-torture \
      $(BUILD)/tests/listq-sink \
-     $(BUILD)/tests/preload.so $(BUILD)/bench/floor $(BUILD)/bench/spawn
+     $(BUILD)/tests/preload.so $(BUILD)/tests/faultfs.so \
+     $(BUILD)/bench/floor $(BUILD)/bench/spawn
 
 wrapper: $(BUILD)/listq-wrapper
 daemon: $(BUILD)/listqd
@@ -157,15 +162,30 @@ TEST_WORKER_OBJ	= $(BUILD)/obj/worker/bounce.o $(BUILD)/obj/worker/dsn.o \
 
 $(BUILD)/obj/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) -Iworker $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) -Iworker -Itests $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/listq-tests: $(TEST_OBJ) $(TEST_WORKER_OBJ) $(BUILD)/libcommon.a
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(TEST_LIBS)
+
+# The torture suite (tests/torture/): the same helpers, its own binary.
+TORTURE_SRC	= $(filter-out tests/torture/faultfs.c, \
+		  $(wildcard tests/torture/*.c)) tests/harness.c tests/daemon.c \
+		  tests/admin_run.c
+TORTURE_OBJ	= $(TORTURE_SRC:%.c=$(BUILD)/obj/%.o)
+
+$(BUILD)/tests/listq-torture: $(TORTURE_OBJ) $(BUILD)/libcommon.a
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(TEST_LIBS)
 
 $(BUILD)/tests/preload.so: tests/preload.c
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -O2 -fPIC -shared -o $@ $<
+
+# The disk torture test's fault injector (tests/torture/faultfs.c).
+$(BUILD)/tests/faultfs.so: tests/torture/faultfs.c
+	@mkdir -p $(@D)
+	$(CC) -D_GNU_SOURCE $(WARN) -O2 -fPIC -shared -o $@ $< -ldl
 
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o
 	@mkdir -p $(@D)
@@ -202,7 +222,7 @@ lint:
 # PIE, full RELRO, BIND_NOW, stack protector and FORTIFY in what ships.
 .PHONY: hardening-check analyze
 hardening-check: $(BUILD)/listq-wrapper $(BUILD)/listqd $(BUILD)/listq
-	@sh tests/hardening.sh $^
+	@BUILD=$(BUILD) sh tests/hardening.sh $^
 
 # Static analysis, zero findings: cppcheck (warning, portability,
 # performance), clang-tidy (.clang-tidy), scan-build (tests/analyze.sh).
@@ -212,11 +232,26 @@ analyze:
 test: all
 	@BUILD=$(BUILD) tests/run.sh
 
+# tests/torture/: crash, faults, disk and scale at full size (long; as
+# root); make check runs the same tests at smoke size (torture-smoke).
+.PHONY: torture torture-smoke
+torture: all
+	@BUILD=$(BUILD) LISTQ_TORTURE=full \
+	    SUITE=$(BUILD)/tests/listq-torture tests/run.sh
+
+torture-smoke: all
+	@BUILD=$(BUILD) SUITE=$(BUILD)/tests/listq-torture tests/run.sh
+
+# The Criterion suite goes last, so that its synthesis line closes the run.
 check: deps
 	@$(MAKE) --no-print-directory all lint
+	@$(MAKE) --no-print-directory analyze
 	@$(MAKE) --no-print-directory packaging-check
 	@$(MAKE) --no-print-directory e2e-check
-	@$(MAKE) --no-print-directory hardening-check fuzz-smoke
+	@$(MAKE) --no-print-directory hardening-check fuzz-smoke afl-smoke
+	@$(MAKE) --no-print-directory torture-smoke
+	@$(MAKE) --no-print-directory sanitize-check
+	@$(MAKE) --no-print-directory valgrind-check
 	@$(MAKE) --no-print-directory test
 
 # End to end on a loopback sink, with a spool under ./demo/.
@@ -291,5 +326,21 @@ FORCE:
 
 # make fuzz, make fuzz-smoke: libFuzzer harnesses (tests/fuzz/).
 -include tests/fuzz/fuzz.mk
+# make afl, make afl-smoke: AFL++ on the wrapper (tests/afl/).
+-include tests/afl/afl.mk
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# make sanitize-check: the Criterion suite again, with everything built
+# with AddressSanitizer and UndefinedBehaviorSanitizer under $(BUILD)-san
+# and run against a check root of its own, so that it may follow make
+# test (tests/sanitize.sh); a report from any program fails it.
+# make valgrind-check: listqd (its workers too), listq and the
+# unprivileged wrapper runs of the integration tests under valgrind's
+# memcheck (tests/valgrind.sh); any error or definite leak fails it.
+.PHONY: sanitize-check valgrind-check
+sanitize-check:
+	@MAKE='$(MAKE)' sh tests/sanitize.sh
+
+valgrind-check: all
+	@BUILD=$(BUILD) sh tests/valgrind.sh

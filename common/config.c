@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "number.h"
 
 enum kind { STR, NUM, DUR, DEC, ENUM };
 
@@ -69,15 +70,11 @@ parse_unsigned(const char *v, enum kind kind, unsigned long *out)
 {
 	static const struct { char unit; unsigned long mul; } units[] = {
 		{ 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 } };
-	unsigned long long n;
-	char *end;
+	const char *end;
+	uint64_t n;
 	size_t i;
 
-	if (!isdigit((unsigned char)*v))
-		return -1;
-	errno = 0;
-	n = strtoull(v, &end, 10);
-	if (errno != 0 || n > 0xffffffffULL)
+	if (number_scan(v, 0xffffffffULL, &n, &end) == -1)
 		return -1;
 	if (*end != '\0' && kind == DUR && end[1] == '\0')
 		for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
@@ -248,8 +245,8 @@ config_key(const char *name, const char *value, void *arg)
 static const char *
 smarthost_bad(const char *list)
 {
-	char copy[CONFIG_STR_MAX], *p = copy, *item, *colon, *end;
-	unsigned long port;
+	char copy[CONFIG_STR_MAX], *p = copy, *item, *colon;
+	uint64_t port;
 	int n = 0;
 
 	strlcpy(copy, list, sizeof(copy));
@@ -263,10 +260,7 @@ smarthost_bad(const char *list)
 			continue;
 		if (colon == item)
 			return "a relay without a host";
-		errno = 0;
-		port = strtoul(colon + 1, &end, 10);
-		if (colon[1] == '\0' || *end != '\0' || errno != 0 ||
-		    port == 0 || port > 65535)
+		if (number_parse(colon + 1, 65535, &port) == -1 || port == 0)
 			return "a relay port must be 1 to 65535";
 	}
 	return n == 0 ? "empty" : NULL;

@@ -83,12 +83,23 @@ enqueue_commit(struct enqueue *q, int spoolfd, uid_t uid, gid_t gid)
 		errno = saved;
 		return -1;
 	}
-	rc = durable_fsync_dir(bucketfd);
-	saved = errno;
+	if ((rc = durable_fsync_dir(bucketfd)) == -1) {
+		/*
+		 * The rename may not survive a crash, so the entry is not
+		 * accepted, and the caller will say so (the MTA retries):
+		 * take it back into tmp/ for enqueue_abort() to remove,
+		 * or the retry would deliver it twice.
+		 */
+		saved = errno;
+		renameat(bucketfd, q->h.id, q->tmpfd, q->h.id);
+		close(bucketfd);
+		enqueue_abort(q);
+		errno = saved;
+		return -1;
+	}
 	close(bucketfd);
 	close(q->fd);
 	q->fd = -1;
-	errno = saved;
 	return rc;
 }
 

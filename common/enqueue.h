@@ -27,8 +27,9 @@ int	enqueue_open(struct enqueue *q, int tmpfd,
 int	enqueue_write(struct enqueue *q, const void *buf, size_t len);
 /*
  * The commit point (invariant 1): fsync, rename into queue/<bucket>/ of
- * spoolfd, fsync the bucket.  On failure the tmp/ file is removed unless
- * the rename already happened.
+ * spoolfd, fsync the bucket.  On failure nothing is left: the tmp/ file
+ * is removed, and an entry renamed into a bucket that could not be
+ * fsync'd is taken back and removed too.
  */
 int	enqueue_commit(struct enqueue *q, int spoolfd, uid_t uid, gid_t gid);
 /*

@@ -6,13 +6,13 @@
  * one version and rejects anything it does not fully understand, with a
  * reason fit for a log line.
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "entry.h"
+#include "number.h"
 
 static const char *const commands[] = { "post", "owner", "bounces" };
 #define SEND	"send"
@@ -77,23 +77,6 @@ entry_header_format(const struct entry_header *h, char *buf, size_t size)
 	return n;
 }
 
-/* Parses a decimal number of at most max, digits only. */
-static int
-parse_number(const char *s, uint64_t max, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-
-	if (*s < '0' || *s > '9')
-		return -1;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0 || *end != '\0' || v > max)
-		return -1;
-	*out = v;
-	return 0;
-}
-
 static int
 parse_arrival(const char *v, struct entry_header *h)
 {
@@ -106,8 +89,8 @@ parse_arrival(const char *v, struct entry_header *h)
 		return -1;
 	memcpy(sec, v, (size_t)(dot - v));
 	sec[dot - v] = '\0';
-	if (parse_number(sec, INT64_MAX, &s) == -1 ||
-	    parse_number(dot + 1, 999999, &us) == -1)
+	if (number_parse(sec, INT64_MAX, &s) == -1 ||
+	    number_parse(dot + 1, 999999, &us) == -1)
 		return -1;
 	h->arrival_sec = (int64_t)s;
 	h->arrival_usec = (long)us;
@@ -122,7 +105,7 @@ parse_field(size_t k, const char *v, struct entry_header *h)
 
 	switch (k) {
 	case 0:
-		return parse_number(v, 1000, &n) == -1 || n != ENTRY_VERSION ?
+		return number_parse(v, 1000, &n) == -1 || n != ENTRY_VERSION ?
 		    "unsupported entry format version" : NULL;
 	case 1:
 		if (!qid_valid(v))
@@ -142,12 +125,12 @@ parse_field(size_t k, const char *v, struct entry_header *h)
 	case 4:
 		return parse_arrival(v, h) == -1 ? "bad arrival time" : NULL;
 	case 5:
-		if (parse_number(v, UINT32_MAX - 1, &n) == -1)
+		if (number_parse(v, UINT32_MAX - 1, &n) == -1)
 			return "bad uid";
 		h->uid = (uid_t)n;
 		return NULL;
 	case 6:
-		if (parse_number(v, UINT32_MAX - 1, &n) == -1)
+		if (number_parse(v, UINT32_MAX - 1, &n) == -1)
 			return "bad gid";
 		h->gid = (gid_t)n;
 		return NULL;

@@ -1,8 +1,9 @@
 /*
  * Delivery state of a queue entry: queue/<bucket>/<id>.state beside the
- * immutable message file.  Only the worker owning the bucket rewrites it,
- * always whole (durable_replace), after every SMTP transaction, so that a
- * retry never goes to a recipient who already has the message.
+ * immutable message file.  Only the worker owning the bucket writes it,
+ * after every SMTP transaction, so that a retry never goes to a recipient
+ * who already has the message.  The file is a base, written whole
+ * (durable_replace), then zero or more appended progress records:
  *
  *	listq-state: 1
  *	attempts: 2			delivery attempts made
@@ -14,6 +15,18 @@
  *	sender: list-bounces@example.org	envelope sender ("" = <>)
  *	rcpt: deferred 451 4.3.0 alice@example.org try again later
  *	...				one line per recipient
+ *	outcome: 0-499 sent 250 2.0.0 250 2.0.0 Ok	recipients 0..499
+ *	outcome: 500 deferred 451 4.3.0 451 try again later
+ *	end: 95 3cf2d922651ca5e6	bytes and FNV-1a 64 of the lines above
+ *
+ * A record (outcome lines, then its end line) is written by one write(2)
+ * and one fdatasync after a transaction; the reader applies it, in order,
+ * over the base only if its end line is whole and matches.  A record that
+ * does not is an append cut short by a crash: it is the last thing in the
+ * file (the owner rewrites the file whole before it appends to one that
+ * ends so) and is ignored, so its transaction counts as not done.
+ * Anything after such a record is damage (EINVAL).  When the records
+ * would outgrow the base, the file is rewritten whole (compacted).
  */
 #ifndef LISTQ_STATE_H
 #define LISTQ_STATE_H
@@ -47,6 +60,10 @@ struct state {
 	char		 sender[ADDR_MAX + 1];
 	struct rcpt_status *r;
 	size_t		 n;
+	/* The file as last read or written (not saved in it). */
+	size_t		 disk_base;	/* bytes of the base; 0: no file */
+	size_t		 disk_tail;	/* bytes of whole records after it */
+	int		 disk_torn;	/* it ends with a record cut short */
 };
 
 const char *rcpt_state_name(enum rcpt_state st);
@@ -65,8 +82,17 @@ void	state_set_rcpt(struct rcpt_status *r, enum rcpt_state st, int code,
 int	state_load(int bucketfd, const char *id, struct state *s,
 	    const char **why);
 
-/* Rewrites <id>.state durably. */
-int	state_save(int bucketfd, const char *id, const struct state *s);
+/* Rewrites <id>.state durably, whole (a base with no record). */
+int	state_save(int bucketfd, const char *id, struct state *s);
+
+/*
+ * Makes the outcomes of recipients [lo, hi) durable when nothing else in
+ * s changed since it was loaded or saved: one record appended (one write,
+ * one fdatasync), or the file rewritten whole when there is none yet, it
+ * ends with a record cut short, or the records would outgrow the base.
+ */
+int	state_record(int bucketfd, const char *id, struct state *s,
+	    size_t lo, size_t hi);
 
 void	state_free(struct state *s);
 

@@ -14,6 +14,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@
 
 #include "daemon.h"
 #include "harness.h"
+#include "number.h"
 
 #define MAX_PROCS	16
 #define STOP_MS		20000
@@ -67,7 +69,7 @@ ms_now(void)
 bool
 wait_until(bool (*cond)(void *), void *arg, int ms)
 {
-	long end = ms_now() + ms;
+	long end = ms_now() + (long)ms * time_factor();
 
 	do {
 		if (cond(arg))
@@ -135,6 +137,7 @@ sink_start_args(struct sink *s, const char *rules, int port, bool chunking,
 	const char *sink = getenv("LISTQ_TEST_SINK");
 	const char *argv[32];
 	int n = 0, fd;
+	uint64_t got;
 	pid_t pid;
 
 	cr_assert_not_null(sink, "LISTQ_TEST_SINK is not set");
@@ -180,8 +183,9 @@ sink_start_args(struct sink *s, const char *rules, int port, bool chunking,
 	memset(buf, 0, sizeof(buf));
 	cr_assert_gt(read(fd, buf, sizeof(buf) - 1), 0);
 	close(fd);
-	s->port = atoi(buf);
-	cr_assert_gt(s->port, 0);
+	cr_assert(number_scan(buf, 65535, &got, NULL) == 0 && got > 0,
+	    "sink port file: %s", buf);
+	s->port = (int)got;
 }
 
 void
@@ -217,6 +221,7 @@ static void
 parse_txn(char *buf, size_t len, struct txn *t)
 {
 	char *p = buf, *nl;
+	uint64_t v;
 
 	memset(t, 0, sizeof(*t));
 	while ((nl = memchr(p, '\n', len - (size_t)(p - buf))) != NULL) {
@@ -231,7 +236,12 @@ parse_txn(char *buf, size_t len, struct txn *t)
 			t->rcpt = reallocarray(t->rcpt, t->nrcpt + 1,
 			    sizeof(char *));
 			t->rcpt[t->nrcpt++] = strdup(p + 16);
-		}
+		} else if (strncmp(p, "X-Sink-Connection: ", 19) == 0)
+			t->conn = number_scan(p + 19, ULONG_MAX, &v, NULL) ==
+			    0 ? (unsigned long)v : 0;
+		else if (strncmp(p, "X-Sink-Peer-Port: ", 18) == 0)
+			t->peer_port = number_scan(p + 18, 65535, &v, NULL) ==
+			    0 ? (int)v : 0;
 		p = nl + 1;
 	}
 	t->len = len - (size_t)(p - buf);
@@ -296,17 +306,22 @@ static pid_t
 spawn_daemon(const char *conf, int workers, int errfd)
 {
 	const char *listqd = getenv("LISTQ_TEST_LISTQD");
+	const char *argv[] = { listqd, "-F", "-f", conf, "-n", NULL, NULL },
+	    *vg[VALGRIND_ARGS + 7], *const *run;
 	char n[16];
 	pid_t pid;
 
 	cr_assert_not_null(listqd, "LISTQ_TEST_LISTQD is not set");
 	snprintf(n, sizeof(n), "%d", workers);
+	if (workers != 0)	/* 0: as the configuration says */
+		argv[5] = n;
+	else
+		argv[4] = NULL;
 	if ((pid = fork()) == 0) {
 		dup2(errfd, 2);
 		dup2(errfd, 1);
-		if (workers == 0)	/* as the configuration says */
-			execl(listqd, listqd, "-F", "-f", conf, (char *)NULL);
-		execl(listqd, listqd, "-F", "-f", conf, "-n", n, (char *)NULL);
+		run = under_valgrind(argv, vg, VALGRIND_ARGS + 7);
+		execv(run[0], (char *const *)run);
 		_exit(127);
 	}
 	cr_assert_neq(pid, -1);

@@ -25,6 +25,8 @@ struct txn {			/* one transaction the sink accepted */
 	size_t	 nrcpt;
 	char	*data;		/* message as received, CRLF line ends */
 	size_t	 len;
+	unsigned long conn;	/* the sink's connection number */
+	int	 peer_port;	/* the client's TCP port */
 };
 
 struct daemon {

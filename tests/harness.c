@@ -5,7 +5,9 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -22,9 +24,12 @@
 #include <unistd.h>
 
 #include <criterion/criterion.h>
+#include <criterion/hooks.h>
+#include <criterion/internal/ordered-set.h>
 
 #include "durable.h"
 #include "harness.h"
+#include "number.h"
 #include "qid.h"
 #include "spool.h"
 
@@ -136,8 +141,10 @@ now_ms(void)
 static void
 become_caller(const struct run *r)
 {
-	uid_t uid = r->stranger ? T.stranger_uid : T.caller_uid;
-	gid_t gid = r->stranger ? T.stranger_gid : T.caller_gid;
+	uid_t uid = r->as_service ? T.svc_uid : r->stranger ?
+	    T.stranger_uid : T.caller_uid;
+	gid_t gid = r->as_service ? T.svc_gid : r->stranger ?
+	    T.stranger_gid : T.caller_gid;
 	struct passwd *pw = getpwuid(uid);
 
 	if (pw == NULL || initgroups(pw->pw_name, gid) == -1 ||
@@ -147,12 +154,31 @@ become_caller(const struct run *r)
 		_exit(126);
 }
 
+/*
+ * A set-id or file-capability install of the wrapper: it cannot run
+ * under valgrind, which loads it as an ordinary program (no privilege:
+ * it would fail to become the service user), so those runs -- all the
+ * wrapper runs as root -- are exempt from make valgrind-check; the
+ * development wrapper of an unprivileged run is checked.
+ */
+static bool
+installed_privileged(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && ((st.st_mode & (S_ISUID | S_ISGID)) ||
+	    getxattr(path, "security.capability", NULL, 0) > 0);
+}
+
 static void __attribute__((noreturn))
 child(const struct run *r, int in, int err)
 {
 	static const char *const empty[] = { NULL };
 	const char *argv[5] = { r->wrapper != NULL ? r->wrapper : T.wrapper,
-	    r->argv[0], r->argv[1], r->argv[2], NULL };
+	    r->argv[0], r->argv[1], r->argv[2], NULL }, *vg[VALGRIND_ARGS + 5];
+	const char *const *run = installed_privileged(argv[0]) ? argv :
+	    under_valgrind(argv, vg, VALGRIND_ARGS + 5);
+	struct itimerval it = { .it_interval = { 0, 0 } };
 	struct rlimit rl;
 	int fd;
 
@@ -173,7 +199,12 @@ child(const struct run *r, int in, int err)
 		close(1);
 		close(2);
 	}
-	execve(argv[0], (char *const *)argv,
+	/* An interval timer survives execve: the caller's, in the wrapper. */
+	it.it_value.tv_sec = r->itimer_ms / 1000;
+	it.it_value.tv_usec = r->itimer_ms % 1000 * 1000;
+	if (r->itimer_ms > 0 && setitimer(ITIMER_REAL, &it, NULL) == -1)
+		_exit(126);
+	execve(run[0], (char *const *)run,
 	    (char *const *)(r->env != NULL ? r->env : empty));
 	_exit(127);
 }
@@ -182,7 +213,7 @@ child(const struct run *r, int in, int err)
 static void
 wait_for_tmp(pid_t pid)
 {
-	long end = now_ms() + 10000;
+	long end = now_ms() + 10000L * time_factor();
 	siginfo_t si;
 
 	for (;;) {
@@ -201,7 +232,7 @@ exchange(const struct run *r, int in, int err, struct result *res)
 {
 	const char *p = r->input;
 	size_t off = 0, got = 0;
-	long end = now_ms() + RUN_LIMIT_MS;
+	long end = now_ms() + (long)RUN_LIMIT_MS * time_factor();
 	struct pollfd pf[2];
 	ssize_t n;
 
@@ -220,8 +251,10 @@ exchange(const struct run *r, int in, int err, struct result *res)
 			    65536 : r->len - off);
 			if (n > 0)
 				off += (size_t)n;
-			else if (n == -1 && errno != EAGAIN)
-				off = r->len;
+			else if (n == -1 && errno != EAGAIN) {
+				close(in);	/* the wrapper closed stdin */
+				in = -1;
+			}
 		}
 		if (pf[1].revents & (POLLIN | POLLHUP)) {
 			n = read(err, res->err + got, sizeof(res->err) - 1 - got);
@@ -233,6 +266,7 @@ exchange(const struct run *r, int in, int err, struct result *res)
 		}
 	}
 	res->err[got] = '\0';
+	res->taken = off;
 	if (in != -1)
 		close(in);
 	if (err != -1)
@@ -242,7 +276,7 @@ exchange(const struct run *r, int in, int err, struct result *res)
 int
 reap_bounded(pid_t pid, int ms)
 {
-	long end = now_ms() + ms;
+	long end = now_ms() + (long)ms * time_factor();
 	int st;
 
 	while (waitpid(pid, &st, WNOHANG) == 0) {
@@ -365,4 +399,142 @@ entry_load(const char *path, struct entry_header *h, size_t *blen)
 	*blen = len - body;
 	memmove(buf, buf + body, *blen);
 	return buf;
+}
+
+int
+time_factor(void)
+{
+	const char *v = getenv("LISTQ_TEST_TIME_FACTOR");
+	uint64_t f;
+
+	return v != NULL && number_parse(v, 1000, &f) == 0 && f > 0 ? (int)f :
+	    1;
+}
+
+/* Runs in the runner before any test starts: Criterion's own limits. */
+ReportHook(PRE_ALL)(struct criterion_test_set *set)
+{
+	int f = time_factor();
+
+	FOREACH_SET(struct criterion_suite_set *s, set->suites) {
+		if (s->suite.data != NULL)
+			s->suite.data->timeout *= f;
+		FOREACH_SET(struct criterion_test *t, s->tests)
+			t->data->timeout *= f;
+	}
+}
+
+/*
+ * Forked children (listqd's workers) are followed by valgrind whatever
+ * the options; --trace-children=yes follows an exec as well.  Each log
+ * is named by the time of the start and the pid (%p: a forked child gets
+ * its own), so that a recycled pid does not overwrite an earlier log.
+ * Only definite leaks count as errors: memory still reachable at exit
+ * (a daemon ended by SIGTERM, its workers by PR_SET_PDEATHSIG) is not a
+ * leak.
+ */
+const char *const *
+under_valgrind(const char *const *argv, const char **buf, size_t max)
+{
+	static char log[1100];
+	const char *vg = getenv("LISTQ_TEST_VALGRIND"),
+	    *dir = getenv("LISTQ_TEST_VALGRIND_LOGS");
+	struct timespec ts;
+	size_t n = 0;
+
+	if (vg == NULL || *vg == '\0' || dir == NULL || *dir == '\0')
+		return argv;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	snprintf(log, sizeof(log), "--log-file=%s/%lld.%09ld-%%p.log", dir,
+	    (long long)ts.tv_sec, ts.tv_nsec);
+	buf[n++] = vg;
+	buf[n++] = "--tool=memcheck";
+	buf[n++] = "--error-exitcode=99";
+	buf[n++] = "--leak-check=full";
+	buf[n++] = "--errors-for-leak-kinds=definite";
+	buf[n++] = "--track-fds=no";
+	buf[n++] = "--trace-children=yes";
+	buf[n++] = "--num-callers=30";
+	buf[n++] = "--vgdb=no";	/* no FIFOs left in /tmp */
+	buf[n++] = log;
+	while (*argv != NULL && n + 1 < max)
+		buf[n++] = *argv++;
+	buf[n] = NULL;
+	return buf;
+}
+
+const char *
+text_scan(const char *s, uint64_t max, uint64_t *out, const char *after)
+{
+	const char *end;
+	size_t len = strlen(after);
+
+	if (s == NULL || number_scan(s, max, out, &end) == -1 ||
+	    strncmp(end, after, len) != 0)
+		return NULL;
+	return end + len;
+}
+
+const char *
+text_field(const char *s, unsigned int k)
+{
+	s += strspn(s, " \t");
+	while (k-- > 0 && *s != '\0') {
+		s += strcspn(s, " \t\n");
+		s += strspn(s, " \t");
+	}
+	return *s == '\0' || *s == '\n' ? NULL : s;
+}
+
+ssize_t
+proc_children(pid_t pid, pid_t *out, size_t max)
+{
+	char path[64], line[4096];
+	size_t n = 0;
+	uint64_t child;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/task/%ld/children",
+	    (long)pid, (long)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	if (fgets(line, sizeof(line), f) == NULL)
+		line[0] = '\0';
+	fclose(f);
+	while (n < max && text_scan(text_field(line, (unsigned int)n),
+	    INT32_MAX, &child, "") != NULL)
+		out[n++] = (pid_t)child;
+	return (ssize_t)n;
+}
+
+const char *
+proc_stat_fields(long pid, char *buf, size_t len)
+{
+	char path[64], *p;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return NULL;
+	p = fgets(buf, (int)len, f);
+	fclose(f);
+	/* "(comm)" may hold blanks and parentheses: the last ')' ends it. */
+	if (p == NULL || (p = strrchr(buf, ')')) == NULL || p[1] != ' ')
+		return NULL;
+	return p + 2;
+}
+
+double
+proc_cpu_seconds(long pid)
+{
+	char buf[1024];
+	const char *p = proc_stat_fields(pid, buf, sizeof(buf));
+	uint64_t ut, st;
+
+	/* State, 10 fields, then utime and stime in clock ticks. */
+	if (p == NULL || text_scan(text_field(p, 11), UINT64_MAX, &ut,
+	    " ") == NULL || text_scan(text_field(p, 12), UINT64_MAX, &st,
+	    " ") == NULL)
+		return 0;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "entry.h"
 
@@ -34,10 +35,12 @@ struct run {
 	const void	*input;		/* message on stdin */
 	size_t		 len;
 	bool		 stranger;	/* run as the stranger (root only) */
+	bool		 as_service;	/* run as the service user (root only) */
 	bool		 no_new_privs;	/* caller sets PR_SET_NO_NEW_PRIVS */
 	bool		 close_std;	/* start with fds 0, 1 and 2 closed */
 	const char	*const *env;	/* environment, NULL: empty */
 	long		 fsize_limit;	/* RLIMIT_FSIZE, 0: unlimited */
+	long		 itimer_ms;	/* ITIMER_REAL armed before exec, 0: none */
 	bool		 umask_000;	/* umask 000 instead of 022 */
 	int		 leak_fd;	/* >2: leave this fd open in the child */
 	/* Called once the wrapper has created its tmp/ file (pid given). */
@@ -47,6 +50,7 @@ struct run {
 struct result {
 	int		 status;	/* exit code, or 128+signal */
 	char		 err[2048];	/* what it wrote to stderr */
+	size_t		 taken;		/* input written before stdin closed */
 };
 
 void	target_load(void);
@@ -70,5 +74,40 @@ size_t	tmp_count(void);
 char	*read_file(const char *path, size_t *len);
 /* Parses the entry at path; returns the body and its length. */
 char	*entry_load(const char *path, struct entry_header *h, size_t *blen);
+
+/*
+ * Every time limit of the tests is multiplied by LISTQ_TEST_TIME_FACTOR
+ * (1 when unset): the one factor that a slower run (valgrind) needs.
+ * Criterion's per-test .timeout is stretched alike.
+ */
+int	time_factor(void);
+/*
+ * The number (decimal digits, at most max) that s starts with, when the
+ * text after it starts with after: the rest past after, or NULL (also
+ * for s NULL).  The checked sscanf("%lu<after>") of logs and records.
+ */
+const char *text_scan(const char *s, uint64_t max, uint64_t *out,
+	    const char *after);
+/* The k-th (from 0) field of s separated by blanks, or NULL. */
+const char *text_field(const char *s, unsigned int k);
+/* The children of pid (the master's: its workers); -1 if it is gone. */
+ssize_t	proc_children(pid_t pid, pid_t *out, size_t max);
+/*
+ * /proc/pid/stat read into buf, from the field after "(comm)": the
+ * state, then ppid and the rest (proc(5) fields 3 on); NULL if gone.
+ */
+const char *proc_stat_fields(long pid, char *buf, size_t len);
+/* The CPU time pid has used (user and system), in seconds; 0 if gone. */
+double	proc_cpu_seconds(long pid);
+
+/*
+ * With LISTQ_TEST_VALGRIND set (valgrind's path; the logs go to the
+ * directory LISTQ_TEST_VALGRIND_LOGS), argv run under valgrind's memcheck:
+ * buf (max slots) filled with valgrind, its options and argv; otherwise
+ * argv itself.  tests/valgrind.sh reads the logs.
+ */
+#define VALGRIND_ARGS	16	/* slots that valgrind and its options take */
+const char *const *under_valgrind(const char *const *argv, const char **buf,
+	    size_t max);
 
 #endif

@@ -25,12 +25,14 @@ make_test_users() {
 	mta_uid=$(id -u listq-tmta); mail_gid=$(gid_of listq-tmail)
 }
 
-# build_wrapper BUILDDIR UID GID MAILGIDS SPOOL LISTS: the wrapper, listqd
-# and listq, with these settings compiled in.
+# build_wrapper BUILDDIR UID GID MAILGIDS SPOOL LISTS [TARGETS]: the
+# wrapper, listqd and listq (or only the make TARGETS given), with these
+# settings compiled in.
 build_wrapper() {
 	${MAKE:-make} -s --no-print-directory BUILD="$1" LISTQ_UID="$2" \
 	    LISTQ_GID="$3" MAIL_GIDS="$4" SPOOLDIR="$5" LISTDIR="$6" \
-	    MAX_MESSAGE_SIZE=${LISTQ_TEST_MAX_SIZE:-10485760} wrapper daemon admin
+	    MAX_MESSAGE_SIZE=${LISTQ_TEST_MAX_SIZE:-10485760} \
+	    ${7:-wrapper daemon admin}
 }
 
 # install_wrapper BUILT DIR MODE: root-owned, group = the MTA group;

@@ -7,14 +7,15 @@
 # capabilities; setuid root) and removes those installs afterwards.  As
 # an ordinary user it builds the development wrapper, whose service
 # identity is the caller's own; the tests that need root say so and skip.
-# BUILD (default build) and LISTQ_CHECK_ROOT (default /tmp/listq-check)
+# SUITE names another Criterion binary (the torture suite) to run the
+# same way.  BUILD (default build) and LISTQ_CHECK_ROOT (default /tmp/listq-check)
 # let two runs proceed side by side.
 set -eu
 
 BUILD=${BUILD:-build}
 MAKE=${MAKE:-make}
 top=$(pwd)
-suite=$BUILD/tests/listq-tests
+suite=${SUITE:-$BUILD/tests/listq-tests}
 export LISTQ_TEST_MAX_SIZE=10485760
 
 . tests/lib.sh

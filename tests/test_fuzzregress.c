@@ -4,6 +4,7 @@
  * tests/fuzz/corpus/<target>/ and are replayed by make fuzz-smoke.
  */
 #include <criterion/criterion.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 
 #include "bounce.h"
 #include "config.h"
+#include "harness.h"
 
 /*
  * bounce-scores lines with a negative, overflowing or trailing field are
@@ -56,6 +58,5 @@ Test(fuzzregress, bounce_scores_reject_bad_numbers)
 	cr_expect_null(strstr(buf, "trail@"), "%s", buf);
 	cr_expect_null(strstr(buf, "notanaddress"), "%s", buf);
 	cr_expect_null(strstr(buf, "negtime@"), "%s", buf);
-	snprintf(buf, sizeof(buf), "rm -rf '%s'", dir);
-	cr_assert_eq(system(buf), 0);
+	rm_tree(dir);
 }

@@ -6,12 +6,15 @@
  * machine output is checked with real parsers; as root, listq runs as
  * root, as the service user and as strangers, after real uid switches.
  */
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +27,7 @@
 #include "admin_run.h"
 #include "daemon.h"
 #include "harness.h"
+#include "number.h"
 #include "qid.h"
 
 #define WAIT_MS		30000
@@ -188,7 +192,7 @@ wait_logged(const char *needle)
 /* listq with its output in O (freed first); asserts the exit code. */
 #define LQ(code, ...) do { \
 	out_free(&O); \
-	cr_assert_eq(listq(&O, __VA_ARGS__, NULL), (code), \
+	cr_assert_eq(listq(&O, __VA_ARGS__, (char *)NULL), (code), \
 	    "listq " #__VA_ARGS__ ": exit %d\nout: %s\nerr: %s", O.status, \
 	    O.out, O.err); \
 } while (0)
@@ -208,16 +212,19 @@ Test(listq, refuses_other_users, .init = setup, .fini = teardown,
 {
 	if (!T.root)
 		cr_skip_test("needs root: other users are real test users");
-	cr_assert_eq(listq_as(&O, AS_STRANGER, "status", NULL), 77, "%s",
-	    O.err);
+	cr_assert_eq(listq_as(&O, AS_STRANGER, "status", (char *)NULL), 77,
+	    "%s", O.err);
 	HAS(O.err, "listq must run as uid");
 	out_free(&O);
-	cr_assert_eq(listq_as(&O, AS_MTA, "hold", NO_SUCH_ID, NULL), 77);
+	cr_assert_eq(listq_as(&O, AS_MTA, "hold", NO_SUCH_ID, (char *)NULL),
+	    77);
 	HAS(O.err, "or root, not uid");
 	out_free(&O);
-	cr_assert_eq(listq_as(&O, AS_SERVICE, "status", NULL), 0, "%s", O.err);
+	cr_assert_eq(listq_as(&O, AS_SERVICE, "status", (char *)NULL), 0, "%s",
+	    O.err);
 	out_free(&O);
-	cr_assert_eq(listq_as(&O, AS_STRANGER, "queue", "--help", NULL), 0);
+	cr_assert_eq(listq_as(&O, AS_STRANGER, "queue", "--help",
+	    (char *)NULL), 0);
 	HAS(O.out, "usage: listq queue");
 }
 
@@ -552,22 +559,51 @@ static void
 state_path(const char *id, char *path, size_t len)
 {
 	bucket_path(id, path, len - 8);
-	strcat(path, ".state");
+	strlcat(path, ".state", len);
+}
+
+/* from copied to to, extra added at the end (cp from to; echo >> to). */
+static void
+copy_file(const char *from, const char *to, const char *extra)
+{
+	size_t len;
+	char *text = read_file(from, &len);
+	struct stat st;
+	int fd;
+
+	cr_assert_eq(stat(from, &st), 0);
+	cr_assert_neq(fd = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    st.st_mode & 0777), -1, "%s: %s", to, strerror(errno));
+	cr_assert_eq(write(fd, text, len), (ssize_t)len);
+	cr_assert_eq(write(fd, extra, strlen(extra)), (ssize_t)strlen(extra));
+	close(fd);
+	free(text);
+}
+
+/* The number after key ("next: ") in text. */
+static long
+text_number(const char *text, const char *key)
+{
+	const char *p = strstr(text, key);
+	uint64_t v;
+
+	cr_assert_not_null(p, "no %s in:\n%s", key, text);
+	cr_assert_eq(number_scan(p + strlen(key), LONG_MAX, &v, NULL), 0,
+	    "%s", p);
+	return (long)v;
 }
 
 /* The "next:" and "attempts:" of an entry's state file. */
 static void
 state_fields(const char *id, long *attempts, long *next)
 {
-	char path[1100], *text, *p;
+	char path[1100], *text;
 	size_t len;
 
 	state_path(id, path, sizeof(path));
 	text = read_file(path, &len);
-	cr_assert_not_null(p = strstr(text, "attempts: "));
-	*attempts = atol(p + 10);
-	cr_assert_not_null(p = strstr(text, "next: "));
-	*next = atol(p + 6);
+	*attempts = text_number(text, "attempts: ");
+	*next = text_number(text, "next: ");
 	free(text);
 }
 
@@ -630,6 +666,7 @@ static bool
 pidfile_says(void *arg)
 {
 	char path[1024], buf[32] = "";
+	uint64_t pid;
 	int fd;
 
 	snprintf(path, sizeof(path), "%s/pid", T.spool);
@@ -638,7 +675,8 @@ pidfile_says(void *arg)
 	if (read(fd, buf, sizeof(buf) - 1) < 0)
 		buf[0] = '\0';
 	close(fd);
-	return atol(buf) == *(long *)arg;
+	return number_scan(buf, LONG_MAX, &pid, NULL) == 0 &&
+	    (long)pid == *(long *)arg;
 }
 
 /* listq holding the lock keeps listqd out, and listqd keeps listq out. */
@@ -771,15 +809,22 @@ expanded(void *id)
 	return access(path, F_OK) == 0;
 }
 
-/* Which set a state file's recipients are: 'a', 'b', or 0 for a mix. */
+/*
+ * Which set a state file's recipients are: 'a', 'b', or 0 for a mix.
+ * Line by line: a strstr() over the rest of the file per recipient is
+ * quadratic under AddressSanitizer, which measures the whole haystack
+ * at every call.
+ */
 static char
 state_set(const char *path)
 {
 	size_t len, n = 0;
 	char *text = read_file(path, &len), *p = text, set = 0, c;
 
-	while ((p = strstr(p, "\nrcpt: ")) != NULL) {
-		p = strchr(p + 7, ' ') + 1;	/* past the state */
+	while ((p = strchr(p, '\n')) != NULL) {
+		if (strncmp(++p, "rcpt: ", 6) != 0)
+			continue;
+		p = strchr(p + 6, ' ') + 1;	/* past the state */
 		p = strchr(p, ' ') + 1;		/* the code */
 		p = strchr(p, ' ') + 1;		/* the dsn */
 		c = *p;
@@ -792,7 +837,7 @@ state_set(const char *path)
 		n++;
 	}
 	free(text);
-	return n == BIG ? set : 0;
+	return (char)(n == BIG ? set : 0);
 }
 
 /* Imports the two sets in turn until the stop file appears. */
@@ -804,7 +849,7 @@ importer(const char *fa, const char *fb, const char *stop)
 
 	for (k = 1; k < 1000 && access(stop, F_OK) == -1; k++)
 		if (listq(&o, "members", "big", "import", k % 2 ? fb : fa,
-		    NULL) != 0)
+		    (char *)NULL) != 0)
 			_exit(1);
 	_exit(0);
 }
@@ -867,8 +912,11 @@ alias_command(const char *text, const char *key, char *out, size_t len)
 
 	cr_assert_not_null(p, "no alias %s in:\n%s", key, text);
 	cr_assert_not_null(p = strchr(p, '"'));
-	for (p++; *p != '"' && *p != '\0' && n + 1 < len; p++)
-		out[n++] = *p == '\\' ? *++p : *p;
+	for (p++; *p != '"' && *p != '\0' && n + 1 < len; p++) {
+		if (*p == '\\')
+			p++;
+		out[n++] = *p;
+	}
 	out[n] = '\0';
 }
 
@@ -920,7 +968,7 @@ foreign_file(char *path, size_t len)
 Test(listq, check_finds_config_daemon_relay_faults, .init = setup,
     .fini = teardown, .timeout = 90)
 {
-	char conf[1100], want[1200], cmd[4096];
+	char conf[1100], want[1200];
 	int port = unused_port();
 
 	make_list("ck", 1);
@@ -937,9 +985,7 @@ Test(listq, check_finds_config_daemon_relay_faults, .init = setup,
 	HAS(O.out, T.root ? "ok: wrapper " : "want 0 (root)");
 
 	snprintf(conf, sizeof(conf), "%s.bad.conf", T.spool);
-	snprintf(cmd, sizeof(cmd), "cp %s %s && echo 'frobnicate = 1' >> %s",
-	    D.conf, conf, conf);
-	cr_assert_eq(system(cmd), 0);
+	copy_file(D.conf, conf, "frobnicate = 1\n");
 	LQ(1, "-f", conf, "check", "--wrapper", T.wrapper);
 	HAS(O.out, "frobnicate: unknown key");
 
@@ -961,7 +1007,7 @@ Test(listq, check_finds_config_daemon_relay_faults, .init = setup,
 Test(listq, check_finds_wrapper_and_owner_faults, .init = setup,
     .fini = teardown, .timeout = 60)
 {
-	char bad[1024], badw[1100], want[1200], cmd[4096];
+	char bad[1024], badw[1100], want[1200];
 
 	if (!T.root)
 		cr_skip_test("needs root: a root-owned wrapper, a file of "
@@ -970,10 +1016,11 @@ Test(listq, check_finds_wrapper_and_owner_faults, .init = setup,
 	daemon_config(&D, unused_port(), NULL);
 	snprintf(bad, sizeof(bad), "%s.badmode", T.spool);
 	snprintf(badw, sizeof(badw), "%s/listq-wrapper", bad);
-	snprintf(cmd, sizeof(cmd), "install -d -m 0755 %s && install -o root "
-	    "-g %lu -m 0755 %s %s", bad, (unsigned long)T.caller_gid, T.wrapper,
-	    badw);
-	cr_assert_eq(system(cmd), 0);
+	cr_assert(mkdir(bad, 0755) == 0 || errno == EEXIST, "%s: %s", bad,
+	    strerror(errno));
+	copy_file(T.wrapper, badw, "");
+	cr_assert_eq(chown(badw, 0, T.caller_gid), 0);
+	cr_assert_eq(chmod(badw, 0755), 0);
 	LQ(1, "-f", D.conf, "check", "--wrapper", badw);
 	snprintf(want, sizeof(want), "error: wrapper %s: mode 0755, want 0750 "
 	    "with cap_setuid,cap_setgid=ep, or 4750", badw);
@@ -1049,4 +1096,57 @@ Test(listq, metrics_and_status_stopped, .init = setup, .fini = teardown,
 	    "'listq_deliveries_total{status=\"sent\"}' not in m");
 	LQ(0, "status");
 	HAS(O.out, "not running");
+}
+
+#define SILENT_CLIENTS	16	/* CTL_PENDING, worker/master.h */
+
+/*
+ * Clients that connect to the control socket and never ask: the master
+ * does not wait on them.  With CTL_PENDING of them waiting, a newcomer
+ * is told "busy" at once (listq status: "not answering"); each silent
+ * one is dropped after CTL_WAIT (5 s), and then listq is served again.
+ * The master waits for the deadline without spinning: the clients come
+ * just after a second begins, so that a master keeping them into the
+ * second after their deadline would spin (poll with no timeout) for
+ * most of that second.
+ */
+Test(listq, silent_control_clients_dropped, .init = setup,
+    .fini = teardown, .timeout = 90)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = 15 };
+	struct timespec ts, ms = { .tv_nsec = 1000000 };
+	int fds[SILENT_CLIENTS], i;
+	double cpu;
+	char c;
+
+	daemon_config(&D, unused_port(), NULL);
+	daemon_start(&D, 1);
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/control", T.spool);
+	for (i = 0; i < 2000; i++) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		if (ts.tv_nsec < 50000000)
+			break;
+		nanosleep(&ms, NULL);
+	}
+	cpu = proc_cpu_seconds(D.pid);
+	for (i = 0; i < SILENT_CLIENTS; i++) {
+		fds[i] = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		cr_assert_neq(fds[i], -1);
+		cr_assert_eq(connect(fds[i], (struct sockaddr *)&sun,
+		    sizeof(sun)), 0, "%s: %s", sun.sun_path, strerror(errno));
+		setsockopt(fds[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	}
+	LQ(0, "status");
+	HAS(O.out, "not answering");
+	for (i = 0; i < SILENT_CLIENTS; i++) {
+		cr_assert_eq(recv(fds[i], &c, 1, 0), 0, "silent client %d "
+		    "not dropped: %s", i, strerror(errno));
+		close(fds[i]);
+	}
+	cpu = proc_cpu_seconds(D.pid) - cpu;
+	cr_assert_lt(cpu, 0.25 * time_factor(), "the master used %.2f s of "
+	    "CPU while the clients waited: a spin", cpu);
+	LQ(0, "status");
+	HASNT(O.out, "not answering");
 }

@@ -185,6 +185,7 @@ Test(privilege, concurrent_callers, .init = setup, .timeout = 120)
 	size_t blen, n = 0;
 	pid_t pids[CONCURRENT];
 	unsigned int bk;
+	uint64_t v;
 	int i, st;
 	char *body;
 	DIR *d;
@@ -214,9 +215,11 @@ Test(privilege, concurrent_callers, .init = setup, .timeout = 120)
 			    b, de->d_name);
 			body = entry_load(path, &h, &blen);
 			cr_assert_eq(qid_bucket(h.id), bk);
-			cr_assert_eq(sscanf(body, "Subject: %d", &i), 1);
-			cr_assert(i >= 0 && i < CONCURRENT && !found[i],
-			    "message %d twice or unknown", i);
+			cr_assert(strncmp(body, "Subject: ", 9) == 0 &&
+			    text_scan(body + 9, CONCURRENT - 1, &v, "") !=
+			    NULL && !found[v], "message %.20s twice or unknown",
+			    body);
+			i = (int)v;
 			cr_assert_eq(blen, strlen(msgs[i]));
 			cr_assert_eq(memcmp(body, msgs[i], blen), 0);
 			found[i] = true;

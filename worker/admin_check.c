@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@
 
 #include "admin.h"
 #include "config.h"
+#include "number.h"
 #include "settings.h"
 #include "spool.h"
 
@@ -258,8 +260,11 @@ check_lists(void)
 static int
 pong(void *arg, char *line)
 {
-	if (strncmp(line, "pong ", 5) == 0)
-		*(long *)arg = strtol(line + 5, NULL, 10);
+	uint64_t pid;
+
+	if (strncmp(line, "pong ", 5) == 0 &&
+	    number_parse(line + 5, LONG_MAX, &pid) == 0)
+		*(long *)arg = (long)pid;
 	return -1;
 }
 
@@ -276,6 +281,18 @@ check_daemon(struct admin *a)
 		    "running", SPOOLDIR, SPOOL_CONTROL);
 }
 
+/* The three digits that open a reply line "NNN-" or "NNN "; else 0. */
+static int
+reply_code(const char *line)
+{
+	const char *end;
+	uint64_t code;
+
+	if (number_scan(line, 999, &code, &end) == -1 || end != line + 3)
+		return 0;
+	return (int)code;
+}
+
 /* Reads one SMTP reply; its code, or -1; its first line into text. */
 static int
 smtp_reply(int fd, char *text, size_t len)
@@ -290,7 +307,8 @@ smtp_reply(int fd, char *text, size_t len)
 		if (poll(&pf, 1, RELAY_WAIT * 1000) != 1 ||
 		    (n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0)) <= 0)
 			return -1;
-		buf[got += (size_t)n] = '\0';
+		got += (size_t)n;
+		buf[got] = '\0';
 		for (line = buf; (nl = strstr(line, "\r\n")) != NULL;
 		    line = nl + 2) {
 			*nl = '\0';
@@ -300,7 +318,7 @@ smtp_reply(int fd, char *text, size_t len)
 			if (text[0] == '\0')
 				strlcpy(text, line, len);
 			if (line[3] == ' ')
-				return atoi(line);
+				return reply_code(line);
 		}
 		got = strlen(line);
 		memmove(buf, line, got + 1);

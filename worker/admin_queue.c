@@ -16,6 +16,7 @@
 
 #include <err.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
@@ -24,6 +25,7 @@
 #include "admin.h"
 #include "control.h"
 #include "json.h"
+#include "number.h"
 
 struct outcome {
 	int		 code;		/* first failure, or 0 */
@@ -50,22 +52,33 @@ print_outcome(void *arg, int code, const char *id, const char *msg)
 	}
 }
 
+/* The exit code of an "err" answer; one that is no number is a fault. */
+static int
+err_code(const char *code)
+{
+	uint64_t v;
+
+	return number_parse(code, 255, &v) == 0 ? (int)v : EX_PROTOCOL;
+}
+
 /* One line of listqd's answer: parts, ok, err or end. */
 static int
 reply_line(void *arg, char *line)
 {
 	struct outcome *o = arg;
 	char *word = strsep(&line, " "), *id, *code;
+	uint64_t n;
 
-	if (strcmp(word, "parts") == 0 && line != NULL)
-		o->parts += (unsigned int)strtoul(line, NULL, 10);
+	if (strcmp(word, "parts") == 0 && line != NULL &&
+	    number_parse(line, UINT_MAX, &n) == 0)
+		o->parts += (unsigned int)n;
 	else if (strcmp(word, "end") == 0)
 		o->ends++;
 	else if (strcmp(word, "ok") == 0 && (id = strsep(&line, " ")) != NULL)
 		print_outcome(o, 0, id, line != NULL ? line : "done");
 	else if (strcmp(word, "err") == 0 && (code = strsep(&line, " ")) !=
 	    NULL && (id = strsep(&line, " ")) != NULL) {
-		print_outcome(o, atoi(code), id, line != NULL ? line :
+		print_outcome(o, err_code(code), id, line != NULL ? line :
 		    "failed");
 		o->done -= strcmp(id, "-") == 0;	/* not about an entry */
 	}
@@ -221,7 +234,8 @@ json_item(struct json *j, const struct qitem *it)
 	json_str(j, "error", it->why);
 	if (it->has_state) {
 		json_int(j, "recipients", (long long)it->nrcpt);
-		json_int(j, "pending", (long long)(it->pending + it->deferred));
+		json_int(j, "pending", (long long)it->pending +
+		    (long long)it->deferred);
 		json_int(j, "sent", (long long)it->sent);
 		json_int(j, "failed", (long long)it->failed);
 		json_int(j, "attempts", it->attempts);

@@ -18,12 +18,14 @@
 #include <err.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
 #include <unistd.h>
 
 #include "admin.h"
+#include "number.h"
 #include "settings.h"
 #include "spool.h"
 
@@ -113,11 +115,14 @@ ref_cmp(const void *a, const void *b)
 	return strcmp(((const struct ref *)a)->id, ((const struct ref *)b)->id);
 }
 
-/* The first line of the state file: its attempt count, cheaply. */
+/* The first lines of the state file: its attempt count, cheaply. */
 static void
 peek_attempts(int dirfd, struct qitem *it)
 {
+	static const char head[] = "listq-state: 1\nattempts: ";
 	char name[QID_SIZE + sizeof(STATE_SUFFIX)], buf[96];
+	const char *end;
+	uint64_t v;
 	ssize_t n;
 	int fd;
 
@@ -128,8 +133,12 @@ peek_attempts(int dirfd, struct qitem *it)
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	buf[n > 0 ? n : 0] = '\0';
-	it->has_state = sscanf(buf, "listq-state: 1\nattempts: %u",
-	    &it->attempts) == 1;
+	if (strncmp(buf, head, sizeof(head) - 1) != 0 ||
+	    number_scan(buf + sizeof(head) - 1, UINT_MAX, &v, &end) == -1 ||
+	    *end != '\n')
+		return;
+	it->has_state = true;
+	it->attempts = (unsigned int)v;
 }
 
 static void
@@ -274,44 +283,106 @@ spool_summary_get(struct admin *a, struct spool_summary *s)
 	    count_item, s);
 }
 
-static void
-read_counts(char *rest, struct counts *c)
+/*
+ * The number that *p starts with, at most max, ended by a blank or the
+ * end of the line; *p moves past it and the blanks that follow.
+ */
+static int
+next_number(const char **p, uint64_t max, uint64_t *out)
 {
-	sscanf(rest, "%lu %lu %lu %lu", &c->sent, &c->deferred, &c->failed,
-	    &c->relay_errors);
+	const char *end;
+	uint64_t v;
+
+	if (number_scan(*p, max, &v, &end) == -1 ||
+	    (*end != ' ' && *end != '\0'))
+		return -1;
+	*p = end + strspn(end, " ");
+	*out = v;
+	return 0;
 }
 
+/* "sent deferred failed relay_errors": as many as are well formed. */
 static void
-read_worker(char *rest, struct pool_status *ps)
+read_counts(const char *p, struct counts *c)
+{
+	unsigned long *const field[] = { &c->sent, &c->deferred,
+	    &c->failed, &c->relay_errors };
+	uint64_t v;
+	size_t i;
+
+	for (i = 0; i < sizeof(field) / sizeof(field[0]) &&
+	    next_number(&p, ULONG_MAX, &v) == 0; i++)
+		*field[i] = (unsigned long)v;
+}
+
+/* "index pid started restart_at current doing...": one worker's slot. */
+static void
+read_worker(const char *p, struct pool_status *ps)
 {
 	struct pool_worker w;
-	long long started, restart;
-	unsigned int i;
-	int off = 0;
+	uint64_t i, pid, started, restart;
+	size_t len;
 
 	memset(&w, 0, sizeof(w));
-	if (sscanf(rest, "%u %ld %lld %lld %18s %n", &i, &w.pid, &started,
-	    &restart, w.current, &off) < 5 || i >= 256 || off == 0)
+	if (next_number(&p, sizeof(ps->w) / sizeof(ps->w[0]) - 1, &i) == -1 ||
+	    next_number(&p, LONG_MAX, &pid) == -1 ||
+	    next_number(&p, INT64_MAX, &started) == -1 ||
+	    next_number(&p, INT64_MAX, &restart) == -1 ||
+	    (len = strcspn(p, " ")) == 0 || len >= sizeof(w.current))
 		return;
+	w.pid = (long)pid;
 	w.started = (time_t)started;
 	w.restart_at = (time_t)restart;
+	memcpy(w.current, p, len);
+	w.current[len] = '\0';
 	if (strcmp(w.current, "-") == 0)
 		w.current[0] = '\0';
-	strlcpy(w.doing, rest + off, sizeof(w.doing));
+	p += len;
+	strlcpy(w.doing, p + strspn(p, " "), sizeof(w.doing));
 	ps->w[i] = w;
 }
 
+/* "sum_ms bucket...": the total delay, then the histogram. */
 static void
-read_latency(char *rest, struct counts *c)
+read_latency(const char *p, struct counts *c)
 {
-	char *p = rest, *end;
+	uint64_t v;
 	size_t i;
 
-	c->lat_sum_ms = strtoul(p, &end, 10);
-	for (i = 0; i <= LAT_BUCKETS && end != p; i++) {
-		p = end;
-		c->lat[i] = strtoul(p, &end, 10);
-	}
+	if (next_number(&p, ULONG_MAX, &v) == -1)
+		return;
+	c->lat_sum_ms = (unsigned long)v;
+	for (i = 0; i <= LAT_BUCKETS && next_number(&p, ULONG_MAX, &v) == 0;
+	    i++)
+		c->lat[i] = (unsigned long)v;
+}
+
+/* "pid started workers": listqd runs. */
+static void
+read_listqd(const char *p, struct pool_status *ps)
+{
+	uint64_t pid, started, n;
+
+	if (next_number(&p, LONG_MAX, &pid) == -1 ||
+	    next_number(&p, INT64_MAX, &started) == -1 ||
+	    next_number(&p, UINT_MAX, &n) == -1)
+		return;
+	ps->running = true;
+	ps->pid = (long)pid;
+	ps->started = (time_t)started;
+	ps->n = (unsigned int)n;
+}
+
+/* "at name": the newest relay failure. */
+static void
+read_relay(const char *p, struct pool_status *ps)
+{
+	uint64_t at;
+
+	if (next_number(&p, INT64_MAX, &at) == -1)
+		return;
+	ps->relay_at = (time_t)at;
+	strlcpy(ps->relay, p, sizeof(ps->relay));
 }
 
 static int
@@ -319,16 +390,12 @@ status_line(void *arg, char *line)
 {
 	struct pool_status *ps = arg;
 	char *word = strsep(&line, " ");
-	long long t;
-	int off = 0;
 
 	if (line == NULL)
 		return 0;
-	if (strcmp(word, "listqd") == 0 && sscanf(line, "%ld %lld %u",
-	    &ps->pid, &t, &ps->n) == 3) {
-		ps->running = true;
-		ps->started = (time_t)t;
-	} else if (strcmp(word, "config") == 0)
+	if (strcmp(word, "listqd") == 0)
+		read_listqd(line, ps);
+	else if (strcmp(word, "config") == 0)
 		strlcpy(ps->config, line, sizeof(ps->config));
 	else if (strcmp(word, "worker") == 0)
 		read_worker(line, ps);
@@ -340,11 +407,8 @@ status_line(void *arg, char *line)
 		read_counts(line, &ps->hour);
 	else if (strcmp(word, "latency") == 0)
 		read_latency(line, &ps->total);
-	else if (strcmp(word, "relay") == 0 && sscanf(line, "%lld %n", &t,
-	    &off) == 1 && off > 0) {
-		ps->relay_at = (time_t)t;
-		strlcpy(ps->relay, line + off, sizeof(ps->relay));
-	}
+	else if (strcmp(word, "relay") == 0)
+		read_relay(line, ps);
 	return 0;
 }
 

@@ -18,6 +18,7 @@
 
 #include "admin.h"
 #include "json.h"
+#include "number.h"
 #include "settings.h"
 #include "spool.h"
 
@@ -42,8 +43,9 @@ static long
 lock_holder(void)
 {
 	char buf[32];
+	const char *end;
+	uint64_t pid;
 	ssize_t n;
-	long pid;
 	int fd;
 
 	if ((fd = open(SPOOLDIR "/" SPOOL_PIDFILE, O_RDONLY | O_CLOEXEC)) ==
@@ -52,9 +54,12 @@ lock_holder(void)
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	buf[n > 0 ? n : 0] = '\0';
-	pid = strtol(buf, NULL, 10);
-	return pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM) ? pid :
-	    0;
+	/* pidfile_write() writes the pid and a newline. */
+	if (number_scan(buf, INT32_MAX, &pid, &end) == -1 || (*end != '\n' &&
+	    *end != '\0'))
+		return 0;
+	return pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM) ?
+	    (long)pid : 0;
 }
 
 static unsigned int

@@ -29,6 +29,7 @@
 #include "durable.h"
 #include "list.h"
 #include "msghead.h"
+#include "number.h"
 
 /* ---- small string helpers ------------------------------------------ */
 
@@ -412,28 +413,21 @@ struct score {
 static int
 score_parse(char *line, struct score *s)
 {
-	char *addr, *t, *l, *end, *save;
-	unsigned long long tenths;
-	long long last;
+	char *addr, *t, *l, *save;
+	uint64_t tenths, last;
 
 	if ((addr = strtok_r(line, " \t\r\n", &save)) == NULL ||
 	    (t = strtok_r(NULL, " \t\r\n", &save)) == NULL ||
 	    (l = strtok_r(NULL, " \t\r\n", &save)) == NULL ||
 	    strtok_r(NULL, " \t\r\n", &save) != NULL)
 		return -1;
-	if (strlen(addr) > ADDR_MAX || !address_valid(addr) || *t == '-' ||
-	    *l == '-')
-		return -1;
-	errno = 0;
-	tenths = strtoull(t, &end, 10);
-	if (errno != 0 || end == t || *end != '\0' || tenths > ULONG_MAX)
-		return -1;
-	last = strtoll(l, &end, 10);
-	if (errno != 0 || end == l || *end != '\0')
+	if (strlen(addr) > ADDR_MAX || !address_valid(addr) ||
+	    number_parse(t, ULONG_MAX, &tenths) == -1 ||
+	    number_parse(l, INT64_MAX, &last) == -1)
 		return -1;
 	strlcpy(s->addr, addr, sizeof(s->addr));
 	s->tenths = (unsigned long)tenths;
-	s->last = last;
+	s->last = (long long)last;
 	return 0;
 }
 

@@ -9,11 +9,14 @@
  * recipient's outcome and log it.  An entry whose recipients are all
  * done leaves the spool (message first, then state); one with failed
  * recipients moves to hold/ with its state until DSNs exist; otherwise
- * its state is rewritten with the next attempt time.
+ * its state is rewritten with the next attempt time.  An entry that a
+ * session ending early never offered to the relay keeps its state as it
+ * was, counts no attempt and is due again at once.
  *
  * Invariants: a recipient is sent again only if its last transaction did
- * not end with 2xx (invariant 4: the state is saved after every session
- * before the entry is looked at again); nothing leaves the spool without
+ * not end with 2xx (invariant 4: each transaction's outcomes are made
+ * durable as it ends -- appended to the state file, or the entry settled
+ * -- before the next one starts); nothing leaves the spool without
  * a log line (invariants 5 and 7); message bodies are streamed from the
  * spool file by smtp.c, never held in memory (invariant 8).
  */
@@ -58,6 +61,10 @@ struct job {
 	int		 verp;		/* one transaction per recipient */
 	int		 settled;	/* attempt over, state written */
 	int		 snapshot;	/* recipients expanded just now */
+	int		 unsaved;	/* st is newer than its state file */
+	int		 had_state;	/* a state file was read for it */
+	int		 fd;		/* the message, opened by prepare() for
+					   the first transaction; -1 after */
 };
 
 struct session {
@@ -338,7 +345,15 @@ load_or_expand(struct worker *w, struct job *j, int fd, const char *head,
 	const char *why = NULL;
 	unsigned int crashes = 0;
 
+	if (j->e.held != NULL) {	/* newer than the file: see hold() */
+		j->st = *j->e.held;
+		free(j->e.held);
+		j->e.held = NULL;
+		j->unsaved = 1;
+		return 0;
+	}
 	if (state_load(j->bucketfd, j->e.id, &j->st, &why) == 0) {
+		j->had_state = 1;
 		if (expanded(&j->st))
 			return 0;
 		crashes = j->st.crashes;
@@ -401,12 +416,13 @@ prepare(struct worker *w, struct job *j, time_t now)
 			j->skip = 1;
 		return -1;
 	}
-	close(fd);
 	if (!j->e.known && j->st.next_attempt > now) {
+		close(fd);
 		j->e.next = j->st.next_attempt;
 		j->skip = 1;
 		return -1;
 	}
+	j->fd = fd;	/* one open per entry, not one more to send it */
 	return 0;
 }
 
@@ -515,6 +531,18 @@ message_size(const struct job *j, int fd)
 	    (off_t)strlen(j->insert);
 }
 
+/* The message file for a transaction: prepare()'s for the first. */
+static int
+message_fd(struct job *j)
+{
+	int fd = j->fd;
+
+	if (fd == -1)
+		return open_entry(j);
+	j->fd = -1;
+	return fd;
+}
+
 /*
  * One transaction per chunk of recipients still to be done; per
  * recipient, with its own envelope sender, when the list uses VERP.
@@ -543,7 +571,7 @@ add_transactions(struct session *s, struct job *j, size_t max_rcpts,
 			cap = left < max_rcpts ? left : max_rcpts;
 			if ((m = session_add(s)) == NULL ||
 			    (m->rcpts = calloc(cap, sizeof(*m->rcpts))) ==
-			    NULL || (m->fd = open_entry(j)) == -1 ||
+			    NULL || (m->fd = message_fd(j)) == -1 ||
 			    lseek(m->fd, (off_t)j->body, SEEK_SET) == -1)
 				return -1;
 			m->app = j;
@@ -580,10 +608,13 @@ session_free(struct session *s)
 	memset(s, 0, sizeof(*s));
 }
 
-/* Copies the outcome of each recipient of one transaction into j's state. */
-static void
+/*
+ * Copies the outcome of each recipient of one transaction into j's state;
+ * returns one past the last of them (they are all from *lo on).
+ */
+static size_t
 record_msg(struct job *j, const struct smtp_msg *m, const char *relay,
-    double now)
+    double now, size_t *lo)
 {
 	struct rcpt_status *r;
 	enum rcpt_state st;
@@ -593,7 +624,9 @@ record_msg(struct job *j, const struct smtp_msg *m, const char *relay,
 		while (i < j->st.n && j->st.r[i].addr != m->rcpts[k].addr)
 			i++;
 		if (i == j->st.n)
-			return;
+			return i;
+		if (k == 0)
+			*lo = i;
 		r = &j->st.r[i];
 		st = m->rcpts[k].status == 2 ? RCPT_SENT :
 		    m->rcpts[k].status == 5 ? RCPT_FAILED : RCPT_DEFERRED;
@@ -602,6 +635,7 @@ record_msg(struct job *j, const struct smtp_msg *m, const char *relay,
 		r->fresh = st == RCPT_FAILED;
 		log_rcpt(j, r, relay, now);
 	}
+	return m->nrcpts > 0 ? i + 1 : 0;
 }
 
 static void
@@ -616,7 +650,12 @@ remove_entry(struct worker *w, struct job *j, unsigned char *dirty)
 		j->e.next = time(NULL) + w->ctx->cfg.max_backoff;
 		return;
 	}
-	if (unlinkat(j->bucketfd, st, 0) == -1 && errno != ENOENT)
+	/*
+	 * Only the owner creates a state file, so one neither read nor
+	 * written in this attempt does not exist: no unlink to try.
+	 */
+	if ((j->had_state || j->unsaved || j->st.disk_base > 0) &&
+	    unlinkat(j->bucketfd, st, 0) == -1 && errno != ENOENT)
 		log_msg(LOG_ERR, j->e.id, "removing state: %s", strerror(errno));
 	dirty[j->e.bucket] = 1;
 	log_msg(LOG_INFO, j->e.id, "removed");
@@ -726,10 +765,13 @@ finish(struct worker *w, struct job *j, const char *relay, time_t now,
 		j->st.next_attempt = now + backoff(&w->ctx->cfg,
 		    j->st.attempts);
 	if (state_save(j->bucketfd, j->e.id, &j->st) == -1) {
-		log_msg(LOG_ERR, j->e.id, "saving state: %s", strerror(errno));
+		log_msg(LOG_ERR, j->e.id, "saving state: %s; deferred, the "
+		    "state kept in memory", strerror(errno));
 		j->e.next = now + w->ctx->cfg.min_backoff;
+		j->unsaved = 1;
 		return;
 	}
+	j->unsaved = 0;
 	if (todo == 0) {
 		snprintf(why, sizeof(why), "%zu recipient%s failed, no DSN "
 		    "possible", failed, failed == 1 ? "" : "s");
@@ -755,6 +797,15 @@ log_session(const struct session *s)
 	    ss.nodelay == 1 ? "on" : "off", ss.rearms);
 }
 
+/* Every relay is down or rests: nothing is sent for smarthost_backoff. */
+static void
+relays_wait(struct worker *w, const char *why)
+{
+	w->relay_retry_at = time(NULL) + w->ctx->cfg.smarthost_backoff;
+	log_msg(LOG_WARNING, NULL, "no relay reachable (%s); worker %u "
+	    "waits %u s", why, w->ctx->index, w->ctx->cfg.smarthost_backoff);
+}
+
 /*
  * All relays down: keep every entry as it was (only a snapshot taken just
  * now is saved, once) and back the worker off.
@@ -765,16 +816,42 @@ relays_down(struct worker *w, struct job *jobs, size_t n,
 {
 	size_t i;
 
-	for (i = 0; i < n; i++)
-		if (jobs[i].skip == 0 && jobs[i].snapshot &&
-		    state_save(jobs[i].bucketfd, jobs[i].e.id, &jobs[i].st) ==
+	for (i = 0; i < n; i++) {
+		if (jobs[i].skip != 0 || (!jobs[i].snapshot &&
+		    !jobs[i].unsaved))
+			continue;
+		if (state_save(jobs[i].bucketfd, jobs[i].e.id, &jobs[i].st) ==
 		    -1)
 			log_msg(LOG_ERR, jobs[i].e.id, "saving state: %s",
 			    strerror(errno));
-	w->relay_retry_at = time(NULL) + w->ctx->cfg.smarthost_backoff;
-	log_msg(LOG_WARNING, NULL, "no relay reachable (%s); worker %u "
-	    "waits %u s", s->n > 0 ? s->msgs[0].reply : "", w->ctx->index,
-	    w->ctx->cfg.smarthost_backoff);
+		else
+			jobs[i].unsaved = 0;
+	}
+	relays_wait(w, s->n > 0 ? s->msgs[0].reply : "");
+}
+
+/*
+ * The state of j could not be written (a full or failing disk): the
+ * schedule holds it, as the file would have it (no DSN is due again for
+ * a recipient that has had one), and the next attempt starts from it and
+ * writes it.  Without it, that attempt would send again to every
+ * recipient this one delivered to.  A snapshot that a session ended
+ * before offering is held the same way until its next batch, which is
+ * due at once (keep_unsent), rather than written.
+ */
+static void
+hold(struct sched_entry *e, struct job *j)
+{
+	size_t i;
+
+	if ((e->held = malloc(sizeof(*e->held))) == NULL) {
+		log_msg(LOG_ERR, j->e.id, "out of memory: state not kept");
+		return;
+	}
+	for (i = 0; i < j->st.n; i++)
+		j->st.r[i].fresh = 0;
+	*e->held = j->st;
+	memset(&j->st, 0, sizeof(j->st));
 }
 
 /* Writes back what changed about each job to the schedule. */
@@ -793,8 +870,23 @@ update_schedule(struct worker *w, struct job *jobs, size_t n)
 		else {
 			e->next = jobs[i].e.next;
 			e->known = jobs[i].e.known;
+			if (jobs[i].unsaved)
+				hold(e, &jobs[i]);
 		}
 	}
+}
+
+/* Each job takes over the state its entry holds, if any (see hold()). */
+static void
+take_held(struct worker *w, struct job *jobs, size_t n)
+{
+	struct sched_entry *e;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (jobs[i].e.held != NULL && (e = sched_find(&w->sched,
+		    jobs[i].e.bucket, jobs[i].e.id)) != NULL)
+			e->held = NULL;
 }
 
 static void
@@ -863,21 +955,24 @@ struct batch {			/* what txn_done needs */
 
 /*
  * smtp.c calls this as each transaction ends: its recipients are recorded
- * at once -- the entry settled after its last transaction, its state
- * saved after an earlier one -- so a crash repeats at most the
- * transaction in flight (invariant 4).  SIGTERM ends the session here.
+ * at once -- the entry settled after its last transaction, their outcomes
+ * appended to its state after an earlier one (one write and one
+ * fdatasync, not a rewrite of every recipient's line) -- so a crash
+ * repeats at most the transaction in flight (invariant 4).  SIGTERM ends
+ * the session here.
  */
 static int
 txn_done(struct smtp_msg *m, const char *relay, void *arg)
 {
 	struct batch *b = arg;
 	struct job *j = m->app;
-	size_t t = (size_t)(m - b->s->msgs);
+	size_t t = (size_t)(m - b->s->msgs), lo = 0, hi;
 
-	record_msg(j, m, relay, now_f());
+	hi = record_msg(j, m, relay, now_f(), &lo);
 	if (t + 1 == j->first + j->count)
 		settle(b->w, j, relay, b->dirty);
-	else if (state_save(j->bucketfd, j->e.id, &j->st) == -1)
+	else if ((j->unsaved ? state_save(j->bucketfd, j->e.id, &j->st) :
+	    state_record(j->bucketfd, j->e.id, &j->st, lo, hi)) == -1)
 		log_msg(LOG_ERR, j->e.id, "saving state: %s", strerror(errno));
 	if (t + 1 < b->s->n)
 		worker_doing(b->w, "delivering",
@@ -885,22 +980,88 @@ txn_done(struct smtp_msg *m, const char *relay, void *arg)
 	return worker_check_signals(b->w);
 }
 
-/* What the session did not report transaction by transaction. */
+/*
+ * Did the session end before the relay saw any transaction of j that it
+ * had not reported?  Then j was not tried in it at all.
+ */
+static int
+never_offered(const struct job *j, const struct session *s)
+{
+	size_t t;
+
+	for (t = j->first; t < j->first + j->count; t++)
+		if (!s->msgs[t].reported && !s->msgs[t].untried)
+			return 0;
+	return 1;
+}
+
+/*
+ * j was not offered to the relay: no attempt is counted, its state file
+ * and backoff stay as they were, and it is due again at once.  A
+ * snapshot that is not on disk yet stays in the schedule (hold()).
+ */
 static void
+keep_unsent(struct job *j)
+{
+	if (j->st.disk_base == 0)
+		j->unsaved = 1;
+	j->e.next = 0;
+	log_msg(LOG_INFO, j->e.id, "not offered: the session ended first; "
+	    "retried in a new session");
+}
+
+/*
+ * What the session did not report transaction by transaction.  The
+ * transactions it never offered leave their recipients as they were;
+ * returns how many entries it never offered at all.
+ */
+static size_t
 settle_rest(struct worker *w, struct job *jobs, size_t n,
     const struct session *s, unsigned char *dirty)
 {
-	size_t i, t;
+	size_t i, t, lo, unsent = 0;
 
 	for (i = 0; i < n; i++) {
 		if (jobs[i].skip != 0 || jobs[i].count == 0 || jobs[i].settled)
 			continue;
+		if (never_offered(&jobs[i], s)) {
+			keep_unsent(&jobs[i]);
+			unsent++;
+			continue;
+		}
 		for (t = jobs[i].first; t < jobs[i].first + jobs[i].count; t++)
-			if (!s->msgs[t].reported)
+			if (!s->msgs[t].reported && !s->msgs[t].untried)
 				record_msg(&jobs[i], &s->msgs[t], s->relay,
-				    now_f());
+				    now_f(), &lo);
 		settle(w, &jobs[i], s->relay, dirty);
 	}
+	return unsent;
+}
+
+/*
+ * The session ended early with entries not offered.  If the relay took
+ * a message in it, they go in a new session at once; if not, the relay
+ * rests like one that held no session, and when every relay rests the
+ * worker waits: a relay that always drops costs no spin, and the
+ * entries no attempt.
+ */
+static void
+cut_short(struct worker *w, const struct session *s)
+{
+	char why[SMTP_REPLY_MAX + 64];
+	size_t t;
+
+	if (w->stopping)
+		return;		/* SIGTERM ended it, not the relay */
+	for (t = 0; t < s->n; t++)
+		if (s->msgs[t].status == 2)
+			return;
+	for (t = 0; t < s->n && !s->msgs[t].untried; t++)
+		continue;	/* the first one not offered says why */
+	snprintf(why, sizeof(why), "ended the session before taking a "
+	    "message (%s)", t < s->n ? s->msgs[t].reply : "");
+	if (relay_rest_last(&w->ctx->cfg, why))
+		relays_wait(w, why);
 }
 
 void
@@ -916,8 +1077,11 @@ deliver_batch(struct worker *w, const struct sched_entry *due, size_t n)
 		return;
 	}
 	memset(&s, 0, sizeof(s));
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
 		jobs[i].e = due[i];
+		jobs[i].fd = -1;
+	}
+	take_held(w, jobs, n);
 	if (prepare_all(w, jobs, n, &s, dirty) > 0) {
 		struct batch b = { w, &s, dirty };
 
@@ -927,13 +1091,21 @@ deliver_batch(struct worker *w, const struct sched_entry *due, size_t n)
 			relays_down(w, jobs, n, &s);
 		else {
 			log_session(&s);
-			settle_rest(w, jobs, n, &s, dirty);
+			if (settle_rest(w, jobs, n, &s, dirty) > 0)
+				cut_short(w, &s);
 		}
 	}
 	sync_dirty(w, dirty);
 	update_schedule(w, jobs, n);
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
+		if (jobs[i].fd != -1)
+			close(jobs[i].fd);
 		state_free(&jobs[i].st);
+		if (jobs[i].e.held != NULL) {	/* never prepared */
+			state_free(jobs[i].e.held);
+			free(jobs[i].e.held);
+		}
+	}
 	session_free(&s);
 	free(jobs);
 }

@@ -25,6 +25,7 @@
 #include "config.h"
 #include "log.h"
 #include "master.h"
+#include "number.h"
 #include "service.h"
 #include "settings.h"
 #include "spool.h"
@@ -37,7 +38,8 @@ usage(void)
 }
 
 static void
-load_config(const char *path, int explicit, struct config *c, long workers)
+load_config(const char *path, int explicit, struct config *c,
+    unsigned int workers)
 {
 	char err[512];
 
@@ -45,7 +47,7 @@ load_config(const char *path, int explicit, struct config *c, long workers)
 	if (config_load(path, !explicit, c, err, sizeof(err)) == -1)
 		log_exit(EX_CONFIG, NULL, "configuration refused: %s", err);
 	if (workers != 0)
-		c->workers = (unsigned int)workers;
+		c->workers = workers;
 }
 
 static struct pidfh *
@@ -73,7 +75,7 @@ main(int argc, char *argv[])
 	struct pidfh *pfh;
 	struct config cfg;
 	char why[512];
-	long workers = 0;
+	uint64_t workers = 0;
 
 	setproctitle_init(argc, argv, environ);
 	while ((c = getopt(argc, argv, "f:n:F")) != -1) {
@@ -83,8 +85,8 @@ main(int argc, char *argv[])
 			explicit = 1;
 			break;
 		case 'n':
-			workers = strtol(optarg, NULL, 10);
-			if (workers < 1 || workers > 256)
+			if (number_parse(optarg, 256, &workers) == -1 ||
+			    workers < 1)
 				errx(EX_USAGE, "-n: 1 to 256 workers");
 			break;
 		case 'F':
@@ -97,7 +99,7 @@ main(int argc, char *argv[])
 	if (optind != argc)
 		usage();
 	log_init("listqd", foreground ? LOG_ALSO_STDERR : LOG_ERRORS_STDERR);
-	load_config(config_path, explicit, &cfg, workers);
+	load_config(config_path, explicit, &cfg, (unsigned int)workers);
 	service_become("listqd");
 	if (spool_check(SPOOLDIR, LISTQ_UID, LISTQ_GID, why, sizeof(why)) == -1)
 		log_exit(EX_TEMPFAIL, NULL, "spool: %s", why);

@@ -138,7 +138,7 @@ slot_text(char *out, size_t len, const char *in, size_t inlen)
 	size_t i;
 
 	for (i = 0; i + 1 < len && i < inlen && in[i] != '\0'; i++)
-		out[i] = in[i] > ' ' && in[i] < 0x7f ? in[i] : ' ';
+		out[i] = (char)(in[i] > ' ' && in[i] < 0x7f ? in[i] : ' ');
 	out[i] = '\0';
 }
 
@@ -314,8 +314,13 @@ mctl_handle(struct master *m, const struct pollfd *pf, size_t n)
 			if (m->conn[i].fd == pf[k].fd)
 				request(m, &m->conn[i]);
 	}
+	/*
+	 * "<=", as next_timeout() in master.c: it wakes the loop at once when
+	 * a deadline is now, so a connection kept here until the second
+	 * after would make the master spin for that second.
+	 */
 	for (i = 0; i < CTL_PENDING; i++)
-		if (m->conn[i].fd != -1 && m->conn[i].deadline < time(NULL))
+		if (m->conn[i].fd != -1 && m->conn[i].deadline <= time(NULL))
 			drop(&m->conn[i]);
 	if (m->ctlfd != -1)
 		accept_all(m);

@@ -27,7 +27,8 @@
 static const struct rcpt_status **
 pick(const struct state *st, enum dsn_kind kind, size_t *n)
 {
-	const struct rcpt_status **v = calloc(st->n + 1, sizeof(*v));
+	const struct rcpt_status **v = calloc(st->n + 1,
+	    sizeof(const struct rcpt_status *));
 	size_t i;
 
 	*n = 0;

@@ -5,6 +5,11 @@
  * so delivery survives one relay going away, and returns to the first
  * once its rest is over.
  *
+ * A relay that held a session but took no message in it before ending
+ * it early (a 421 or a drop at the first transaction) rests the same way
+ * (relay_rest_last), so that a relay that always drops is not reconnected
+ * to in a loop: what the session did not offer stays due at once.
+ *
  * Invariants: the resting times live in this process only (each worker
  * learns for itself, no shared state to corrupt); a resting relay is
  * tried only when every relay rests; every failure is logged with the
@@ -23,6 +28,8 @@ static struct {
 	char	name[256];
 	time_t	rest_until;
 } rest[RELAYS_MAX];
+
+static char last_relay[256];	/* the relay of the last session */
 
 /* The resting slot of a relay "host:port", made on first sight. */
 static time_t *
@@ -64,6 +71,21 @@ relay_from(const struct config *c, char *item, struct smtp_relay *r)
 	r->auth_password_file = c->smtp_auth_password_file;
 }
 
+/* The next "host:port" of a smarthost list being split, or NULL. */
+static char *
+next_relay(char **p)
+{
+	char *item;
+
+	while ((item = strsep(p, ",")) != NULL) {
+		item += strspn(item, " \t");
+		item[strcspn(item, " \t")] = '\0';
+		if (*item != '\0')
+			return item;
+	}
+	return NULL;
+}
+
 /*
  * One pass over the relays; resting ones are skipped unless rested is
  * set.  Returns 0 when a session ran, -1 otherwise; *tried counts the
@@ -79,11 +101,7 @@ relay_pass(const struct config *c, struct smtp_msg *msgs, size_t n,
 	time_t now = time(NULL), *until;
 
 	strlcpy(list, c->smarthost, sizeof(list));
-	while ((item = strsep(&p, ",")) != NULL) {
-		item += strspn(item, " \t");
-		item[strcspn(item, " \t")] = '\0';
-		if (*item == '\0')
-			continue;
+	while ((item = next_relay(&p)) != NULL) {
 		strlcpy(name, item, sizeof(name));
 		if ((until = rest_of(name)) != NULL && *until > now && !rested)
 			continue;
@@ -91,8 +109,10 @@ relay_pass(const struct config *c, struct smtp_msg *msgs, size_t n,
 		r.done = cb->done;
 		r.done_arg = cb->done_arg;
 		(*tried)++;
-		if (smtp_deliver(&r, msgs, n, relay, len) == 0)
+		if (smtp_deliver(&r, msgs, n, relay, len) == 0) {
+			strlcpy(last_relay, name, sizeof(last_relay));
 			return 0;
+		}
 		if (until != NULL)
 			*until = now + (time_t)c->relay_retry_time;
 		log_msg(LOG_WARNING, NULL, "relay %s: %s; not used for %u s",
@@ -118,4 +138,23 @@ relay_session(const struct config *c, struct smtp_msg *msgs, size_t n,
 	if (tried > 0)
 		return -1;
 	return relay_pass(c, msgs, n, relay, len, 1, &tried, &cb);
+}
+
+int
+relay_rest_last(const struct config *c, const char *why)
+{
+	char list[CONFIG_STR_MAX], name[256], *p = list, *item;
+	time_t now = time(NULL), *until;
+	int all = 1;
+
+	if ((until = rest_of(last_relay)) != NULL)
+		*until = now + (time_t)c->relay_retry_time;
+	log_msg(LOG_WARNING, NULL, "relay %s: %s; not used for %u s",
+	    last_relay, why, c->relay_retry_time);
+	strlcpy(list, c->smarthost, sizeof(list));
+	while (all && (item = next_relay(&p)) != NULL) {
+		strlcpy(name, item, sizeof(name));
+		all = (until = rest_of(name)) != NULL && *until > now;
+	}
+	return all;
 }

@@ -20,4 +20,11 @@ int	relay_session(const struct config *c, struct smtp_msg *msgs, size_t n,
 	    char *relay, size_t len,
 	    int (*done)(struct smtp_msg *, const char *, void *), void *arg);
 
+/*
+ * The relay of the last session ended it before taking any message: it
+ * rests for relay_retry_time, logged with why.  Returns 1 when every
+ * relay now rests (the worker then waits smarthost_backoff), else 0.
+ */
+int	relay_rest_last(const struct config *c, const char *why);
+
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "schedule.h"
+#include "state.h"
 
 struct sched_entry *
 sched_find(struct schedule *s, unsigned int bucket, const char *id)
@@ -42,6 +43,7 @@ sched_add(struct schedule *s, unsigned int bucket, const char *id,
 	v->bucket = (unsigned short)bucket;
 	v->known = 0;
 	v->next = next;
+	v->held = NULL;
 	s->total++;
 	return 0;
 }
@@ -51,6 +53,10 @@ sched_remove(struct schedule *s, struct sched_entry *e)
 {
 	unsigned int b = e->bucket;
 
+	if (e->held != NULL) {
+		state_free(e->held);
+		free(e->held);
+	}
 	*e = s->v[b][--s->n[b]];
 	s->total--;
 }

@@ -12,11 +12,16 @@
 
 #include "qid.h"
 
+struct state;
+
 struct sched_entry {
 	char		id[QID_SIZE];
 	unsigned short	bucket;
 	unsigned char	known;		/* next comes from its state file */
 	time_t		next;		/* due at; 0: now */
+	struct state	*held;		/* newer than its state file (the
+					   file could not be written), or
+					   NULL; owned here */
 };
 
 struct schedule {
@@ -31,6 +36,7 @@ int	sched_add(struct schedule *s, unsigned int bucket, const char *id,
 	    time_t next);
 struct sched_entry *sched_find(struct schedule *s, unsigned int bucket,
 	    const char *id);
+/* Removes e, and frees the state it holds. */
 void	sched_remove(struct schedule *s, struct sched_entry *e);
 /* Up to max copies of entries due at now; returns how many. */
 size_t	sched_due(struct schedule *s, time_t now, struct sched_entry *out,

@@ -50,6 +50,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -68,10 +69,11 @@
 
 #include "config.h"
 #include "log.h"
+#include "number.h"
 #include "smtp.h"
 #include "sockopt.h"
 
-#define IN_CHUNK	(64 * 1024)
+#define IN_CHUNK	((size_t)64 * 1024)
 #define ADDR_MAX	512
 #define KW_LEN		12	/* "250-CHUNKING" */
 #define SECRET_MAX	255	/* libESMTP's PLAIN copies at most this */
@@ -179,7 +181,7 @@ clean(char *dst, size_t len, const char *src)
 		if (sp && o > 0 && o + 2 < len)
 			dst[o++] = ' ';
 		sp = 0;
-		dst[o++] = (ch > 0x20 && ch < 0x7f) ? (char)ch : '?';
+		dst[o++] = (char)(ch > 0x20 && ch < 0x7f ? ch : '?');
 	}
 	dst[o] = '\0';
 }
@@ -262,17 +264,36 @@ block(struct ctx *c, int code, const char *enh, const char *fmt, ...)
 	c->gate.err = EPROTO;
 }
 
+/*
+ * The codes of a server line "NNN x.y.z text", for a deferral: NNN into
+ * *code (0 unless the line opens with three digits) and, when there is an
+ * enhanced code, "4.y.z" into enh (len bytes), which is left alone if not.
+ */
+static void
+reply_codes(const char *line, int *code, char *enh, size_t len)
+{
+	const char	*p;
+	uint64_t	 n, sub, det;
+
+	*code = 0;
+	if (number_scan(line, 999, &n, &p) == -1 || p != line + 3)
+		return;
+	*code = (int)n;
+	p += strspn(p, " ");
+	if (*p >= '0' && *p <= '9' && p[1] == '.' &&
+	    number_scan(p + 2, 999, &sub, &p) == 0 && *p == '.' &&
+	    number_scan(p + 1, 999, &det, NULL) == 0)
+		snprintf(enh, len, "4.%d.%d", (int)sub, (int)det);
+}
+
 /* A server line "NNN x.y.z text" turned into a deferral reason. */
 static void
 block_reply(struct ctx *c, const char *what, const char *line)
 {
 	char	enh[16] = "4.7.0";
-	int	code = 0, sub, det;
+	int	code;
 
-	if (sscanf(line, "%3d %*1d.%3d.%3d", &code, &sub, &det) == 3)
-		snprintf(enh, sizeof(enh), "4.%d.%d", sub, det);
-	else if (sscanf(line, "%3d", &code) != 1)
-		code = 0;
+	reply_codes(line, &code, enh, sizeof(enh));
 	block(c, code, enh, "%s: %s", what, line);
 }
 
@@ -447,7 +468,8 @@ src_fill(struct src *s)
 		return (ssize_t)n;
 	n = IN_CHUNK;
 	if (s->msg->insert != NULL && !s->inserted &&
-	    s->msg->insert_at > s->off && s->msg->insert_at - s->off < IN_CHUNK)
+	    s->msg->insert_at > s->off &&
+	    (size_t)(s->msg->insert_at - s->off) < IN_CHUNK)
 		n = (size_t)(s->msg->insert_at - s->off);
 	do
 		r = pread(s->msg->fd, s->c->in, n, s->off);
@@ -549,14 +571,18 @@ ehlo_keyword(struct wire *w, const char *line)
 	};
 	const char	*kw = line + 4;
 	size_t		 i, n = strcspn(kw, " =\r\n");
+	uint64_t	 limit;
 
 	for (i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
 		if (strlen(known[i].kw) != n ||
 		    strncasecmp(kw, known[i].kw, n) != 0)
 			continue;
 		w->ext |= known[i].bit;
+		/* "SIZE" alone, or with no number, states no limit. */
 		if (known[i].bit == X_SIZE)
-			w->size_limit = strtoul(kw + n, NULL, 10);
+			w->size_limit = number_scan(kw + n + strspn(kw + n,
+			    " \t"), ULONG_MAX, &limit, NULL) == 0 ?
+			    (unsigned long)limit : 0;
 	}
 }
 
@@ -1191,7 +1217,7 @@ add_message(struct ctx *c, struct item *it, struct smtp_msg *m)
 		put_msg(m, 4, y.text);
 		return 0;
 	}
-	if ((it->r = calloc(m->nrcpts + 1, sizeof(*it->r))) == NULL)
+	if ((it->r = calloc(m->nrcpts + 1, sizeof(smtp_recipient_t))) == NULL)
 		return -1;
 	for (i = 0; i < m->nrcpts; i++) {
 		if (addr_ok(m->rcpts[i].addr, 0)) {
@@ -1239,12 +1265,9 @@ static void
 refused(struct ctx *c, struct why *y)
 {
 	char	enh[16] = "4.4.0";
-	int	code = 0, sub, det;
+	int	code;
 
-	if (sscanf(c->w.last, "%3d %*1d.%3d.%3d", &code, &sub, &det) == 3)
-		snprintf(enh, sizeof(enh), "4.%d.%d", sub, det);
-	else if (sscanf(c->w.last, "%3d", &code) != 1)
-		code = 0;
+	reply_codes(c->w.last, &code, enh, sizeof(enh));
 	set_why(y, 4, code, enh, "%s refused to talk to me: %s", c->relay,
 	    c->w.last);
 }
@@ -1349,14 +1372,12 @@ rcpt_outcome(const struct ctx *c, const struct item *it,
 {
 	const smtp_status_t	*ds = smtp_message_transfer_status(it->m);
 
-	if (rs->code == 0)
-		*y = *cut;			/* never tried */
-	else if (rs->code / 100 != 2)
+	if (rs->code != 0 && rs->code / 100 != 2)
 		why_reply(y, rs, 1);		/* refused at RCPT */
-	else if (final(ds))			/* DATA or end-of-data reply */
+	else if (rs->code != 0 && final(ds))	/* DATA or end-of-data reply */
 		why_msg_reply(y, ds, 0, it, &c->w);
 	else
-		*y = *cut;			/* no end-of-data reply */
+		*y = *cut;		/* never tried, or no end-of-data reply */
 }
 
 /* MAIL refused, never tried, or the spool file failed: all alike. */
@@ -1421,6 +1442,39 @@ fail_all(struct ctx *c, const struct why *y)
 	}
 }
 
+/*
+ * After a session that ended early, the messages the relay never saw
+ * (see smtp.h).  The last one it answered is in flight unless over;
+ * then the next one is, unless a 421 closed the session or the caller
+ * stopped it (that MAIL never left).  Any later one is untried.
+ */
+static void
+mark_untried(struct ctx *c)
+{
+	const smtp_status_t	*ms;
+	struct why		 y;
+	size_t			 i, last = c->n;
+	int			 next_sent;
+
+	for (i = 0; i < c->n; i++)
+		if (c->items[i].m != NULL &&
+		    smtp_reverse_path_status(c->items[i].m)->code != 0)
+			last = i;
+	if (last == c->n)
+		return;
+	ms = smtp_reverse_path_status(c->items[last].m);
+	next_sent = !c->stop && !find_421(c, &y) && (ms->code / 100 != 2 ||
+	    final(smtp_message_transfer_status(c->items[last].m)));
+	for (i = last + 1; i < c->n; i++) {
+		if (c->items[i].m == NULL)
+			continue;	/* refused here, never for the relay */
+		if (next_sent)
+			next_sent = 0;
+		else
+			c->items[i].src.msg->untried = 1;
+	}
+}
+
 static int
 any_tried(const struct ctx *c)
 {
@@ -1467,6 +1521,7 @@ run(struct ctx *c, const struct smtp_relay *rl)
 	for (i = 0; i < c->n; i++)
 		if (c->items[i].m != NULL && !c->items[i].src.msg->reported)
 			msg_outcome(c, &c->items[i], &y);
+	mark_untried(c);
 	return 0;
 }
 
@@ -1519,7 +1574,7 @@ prepare(struct ctx *c, const struct smtp_relay *rl, struct smtp_msg *msgs,
 	int	r;
 
 	for (i = 0; i < n; i++) {
-		msgs[i].status = 0;
+		msgs[i].status = msgs[i].untried = 0;
 		msgs[i].reply[0] = '\0';
 		for (j = 0; j < msgs[i].nrcpts; j++) {
 			msgs[i].rcpts[j].status = msgs[i].rcpts[j].code = 0;

@@ -92,6 +92,8 @@ struct smtp_msg {		/* one message, one transaction */
 	size_t		 nrcpts;
 	void		*app;		/* the caller's, untouched */
 	int		 reported;	/* out: given to relay->done already */
+	int		 untried;	/* out: the session ended before it
+					   was offered (see smtp_deliver) */
 	int		 status;	/* out: 2 accepted at end of data, 4, 5 */
 	char		 reply[SMTP_REPLY_MAX];	/* out: final reply or error */
 };
@@ -140,9 +142,17 @@ struct smtp_relay {
  * for TLS or AUTH that stopped the session, EINVAL for a missing host
  * or an IPv6 literal, ENOSYS if sockopt.c is not in effect, ENOMEM)
  * when no message could be tried: then every message and recipient is
- * deferred (status 4) and carries the reason in reply.  One call at a
- * time per process (see sockopt.h); the worker's environment gets
- * XDG_CONFIG_DIR set (see smtp.c, no_client_cert).
+ * deferred (status 4) and carries the reason in reply.
+ *
+ * A session that ended early (421, lost connection, timeout, the caller
+ * stopping it) leaves the messages after the transaction in flight
+ * deferred with untried set: the relay never saw them.  The transaction
+ * in flight is the last one the relay answered, or, when that one was
+ * over and the session was neither closed by a 421 nor stopped by the
+ * caller, the next one (its MAIL may have gone out unanswered).
+ *
+ * One call at a time per process (see sockopt.h); the worker's
+ * environment gets XDG_CONFIG_DIR set (see smtp.c, no_client_cert).
  *
  * Input that would inject SMTP commands or headers is refused per item:
  * a recipient address or sender with control characters, '<' or '>'

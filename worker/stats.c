@@ -64,7 +64,8 @@ count_delivery(const char *text)
 		delay = strtod(d + 8, NULL);
 		if (delay < 0)
 			delay = 0;
-		for (b = 0; b < LAT_BUCKETS && delay > stats_lat_bounds[b]; b++)
+		for (b = 0; b < LAT_BUCKETS &&
+		    delay > (double)stats_lat_bounds[b]; b++)
 			continue;
 		bump(&my_counts->sent, 1);
 		bump(&my_counts->lat[b], 1);

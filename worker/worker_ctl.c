@@ -18,6 +18,7 @@
 #include "admin_ops.h"
 #include "control.h"
 #include "log.h"
+#include "number.h"
 #include "worker.h"
 
 static void
@@ -58,14 +59,18 @@ handle(struct worker *w, char *req, int fd)
 {
 	struct adm a = { .spoolfd = w->spoolfd, .holdfd = w->holdfd,
 	    .corruptfd = w->corruptfd, .bucketfd = w->bucketfd,
-	    .changed = changed, .arg = w };
+	    .changed = changed, .arg = w, .who = (uid_t)-1 };
 	char *uid = strsep(&req, " "), *verb = strsep(&req, " ");
 	struct ctl_out out;
+	uint64_t who;
 
 	ctl_out_init(&out, fd);
 	worker_doing(w, "answering listq", NULL);
-	a.who = (uid_t)strtoul(uid, NULL, 10);
-	if (verb == NULL || adm_request(&a, verb, req, report, &out) == -1)
+	/* The master writes the uid; (uid_t)-1 is no one's. */
+	if (number_parse(uid, (uid_t)-1 - 1, &who) == 0)
+		a.who = (uid_t)who;
+	if (verb == NULL || a.who == (uid_t)-1 ||
+	    adm_request(&a, verb, req, report, &out) == -1)
 		ctl_line(&out, "err %d - bad request", EX_USAGE);
 	ctl_line(&out, "end %u", w->ctx->index);
 	ctl_flush(&out);

@@ -21,12 +21,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "enqueue.h"
@@ -38,6 +40,14 @@
 #include "spool.h"
 
 #define COPY_CHUNK	65536
+/*
+ * What cleanup() reads of a refused message at most: a message of the
+ * largest accepted size and a chunk more, within DRAIN_MS.  The MTA sends
+ * at once what it has, so this is all of any message it would give us;
+ * beyond, the caller is not an MTA delivering, and may get SIGPIPE.
+ */
+#define DRAIN_MAX	((size_t)MAX_MESSAGE_SIZE + COPY_CHUNK)
+#define DRAIN_MS	5000
 
 /* The tmp/ file being written, removed by cleanup() and on signals. */
 static int tmp_dirfd = -1;
@@ -54,26 +64,56 @@ on_signal(int sig)
 	_exit(EX_TEMPFAIL);
 }
 
+/* Milliseconds from now to end (CLOCK_MONOTONIC), at least 0. */
+static int
+ms_until(const struct timespec *end)
+{
+	struct timespec t;
+	long long ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	ms = (end->tv_sec - t.tv_sec) * 1000LL + (end->tv_nsec - t.tv_nsec) /
+	    1000000;
+	return ms > 0 ? (int)ms : 0;
+}
+
 /*
  * Runs at exit(3): remove a partial entry, and read the rest of the
- * message so that the MTA sees our exit code rather than SIGPIPE.
+ * message so that the MTA sees our exit code rather than SIGPIPE --
+ * bounded in bytes and time, so that an endless or stalled stdin cannot
+ * keep the wrapper alive.
  */
 static void
 cleanup(void)
 {
+	struct pollfd pf = { .fd = STDIN_FILENO, .events = POLLIN };
+	struct timespec end;
 	char buf[4096];
+	size_t left = DRAIN_MAX;
+	ssize_t n = 1;
 
 	if (tmp_pending)
 		unlinkat(tmp_dirfd, tmp_name, 0);
 	tmp_pending = 0;
-	while (drain_stdin && read(STDIN_FILENO, buf, sizeof(buf)) > 0)
-		continue;
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += DRAIN_MS / 1000;
+	while (drain_stdin && n > 0 && left > 0 &&
+	    poll(&pf, 1, ms_until(&end)) > 0 &&
+	    (n = read(STDIN_FILENO, buf, sizeof(buf))) > 0)
+		left -= (size_t)n < left ? (size_t)n : left;
 }
 
+/*
+ * Besides the terminal's signals and SIGTERM, what the caller can still
+ * send once the ids are the service's: interval timers armed before exec
+ * (SIGALRM, SIGVTALRM, SIGPROF) and RLIMIT_CPU (SIGXCPU) survive execve
+ * and the uid switch.  Each ends the wrapper as SIGTERM does.
+ */
 static void
 set_signals(void)
 {
-	static const int sigs[] = { SIGHUP, SIGINT, SIGQUIT, SIGTERM };
+	static const int sigs[] = { SIGHUP, SIGINT, SIGQUIT, SIGTERM,
+	    SIGALRM, SIGVTALRM, SIGPROF, SIGXCPU };
 	struct sigaction sa;
 	size_t i;
 

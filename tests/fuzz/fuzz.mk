@@ -14,7 +14,7 @@
 
 FUZZ_CC		?= clang
 FUZZ_SECONDS	?= 30
-FUZZ_SMOKE_SECONDS ?= 5
+FUZZ_SMOKE_SECONDS ?= 30
 FUZZ_JOBS	?= 1
 FUZZ_TARGETS	= entry state config list address bounce
 FUZZ_SAN	= -fsanitize=address,undefined -fno-sanitize-recover=undefined

@@ -24,17 +24,18 @@
  *    starts over (no HELO, no AUTH, no transaction); from then on every
  *    byte in and out of the connection passes through its SSL.
  *
- * Usage: listq-sink [-cv] [-A user:password] [-d dir] [-L logfile]
- *                   [-m maxmsgs] [-P portfile] [-p port] [-r rulesfile]
- *                   [-S bytes] [-T certfile:keyfile] [-t seconds]
+ * Usage: listq-sink [-cv] [-A user:password] [-d dir] [-F faultlog]
+ *                   [-L logfile] [-m maxmsgs] [-P portfile] [-p port]
+ *                   [-R seed] [-r rulesfile] [-S bytes]
+ *                   [-T certfile:keyfile] [-t seconds]
  *
  * Recorded (-d): DIR/<seq>.eml, seq an 8-digit counter, holding the lines
  * "X-Sink-Mail-From: <addr>", one "X-Sink-Rcpt-To: <addr>" per accepted
- * recipient, "X-Sink-Connection: <n>", "X-Sink-TLS: yes|no", and when
- * they apply "X-Sink-Auth: <user>" and "X-Sink-Mail-Params: <params>",
- * each ending in LF, then an empty line (LF), then the message as
- * received after dot-unstuffing.  -L adds "<seq> addr" per accepted
- * recipient.  README.md has the details.
+ * recipient, "X-Sink-Connection: <n>", "X-Sink-Peer-Port: <port>",
+ * "X-Sink-TLS: yes|no", and when they apply "X-Sink-Auth: <user>" and
+ * "X-Sink-Mail-Params: <params>", each ending in LF, then an empty line
+ * (LF), then the message as received after dot-unstuffing.  -L adds
+ * "<seq> addr" per accepted recipient.  README.md has the details.
  *
  * Rules file: one rule per line, '#' starts a comment line, words are
  * separated by blanks.  For each event the first stall rule that matches
@@ -59,6 +60,14 @@
  * CODE is 200-599: 2xx and 3xx let the command succeed with TEXT as its
  * reply, 4xx and 5xx refuse it.  A bad rule exits 64 with
  * "listq-sink: FILE:LINE: reason".
+ *
+ * Any rule may start with the qualifiers "chance PERCENT" (it matches
+ * only that often, drawn from a generator seeded by -R, so a run is
+ * reproducible from its seed and its order of events) and "from GLOB"
+ * (only inside a transaction whose sender matches; the null sender is
+ * the empty string).  -F appends one line per rule that fires: "conn
+ * line kind VERB value <sender>|- <rcpt>...", value being the reply
+ * code, the bytes of a drop or the milliseconds of a stall.
  */
 #define _GNU_SOURCE
 
@@ -159,6 +168,9 @@ struct rule {
 	unsigned long long bytes;
 	long long	 ms;
 	struct strset	 seen;
+	unsigned	 line;		/* in the rules file, for -F */
+	unsigned	 ppm;		/* chance: matches per million, 0: always */
+	char		*from;		/* from: sender glob, NULL: any */
 };
 
 enum cstate {
@@ -235,6 +247,8 @@ static struct {
 	long long	 end;
 	struct rule	*rules;
 	size_t		 nrules;
+	uint64_t	 rng;		/* -R: state of the chance draws */
+	FILE		*faults;	/* -F: one line per rule fired */
 	unsigned long long seq;
 	unsigned long long nconns, ntx, nrcpts, nbytes;
 	struct conn	**conns;
@@ -420,7 +434,7 @@ parse_code(const char *w)
 	if (w == NULL || strlen(w) != 3 || w[0] < '2' || w[0] > '5' ||
 	    !isdigit((unsigned char)w[1]) || !isdigit((unsigned char)w[2]))
 		return -1;
-	return atoi(w);
+	return (w[0] - '0') * 100 + (w[1] - '0') * 10 + (w[2] - '0');
 }
 
 /* The reply text is the rest of the line; a bare code gets a neutral one. */
@@ -453,6 +467,41 @@ verb_rule_kind(const char *kw)
 	return R_GREET;
 }
 
+/*
+ * The qualifiers "chance PERCENT" and "from GLOB" in front of a rule;
+ * returns the word after them (the kind), NULL at the end of the line.
+ */
+static char *
+rule_qualify(struct rule *r, char *kw, char **pp, const char *path,
+    unsigned line)
+{
+	char *w, *end;
+	double pct;
+
+	for (; kw != NULL; kw = next_word(pp)) {
+		if (strcmp(kw, "chance") != 0 && strcmp(kw, "from") != 0)
+			break;
+		if ((w = next_word(pp)) == NULL)
+			rule_error(path, line, "missing argument after", kw);
+		if ((kw[0] == 'c' ? r->ppm != 0 : r->from != NULL))
+			rule_error(path, line, "repeated qualifier", kw);
+		if (kw[0] == 'f') {
+			r->from = xstrdup(w);
+			continue;
+		}
+		errno = 0;
+		pct = strtod(w, &end);
+		if (errno != 0 || *end != '\0' || !isfinite(pct) ||
+		    pct <= 0 || pct > 100)
+			rule_error(path, line, "bad percentage (want more "
+			    "than 0, at most 100)", w);
+		r->ppm = (unsigned)(pct * 10000 + 0.5);
+		if (r->ppm == 0)
+			r->ppm = 1;
+	}
+	return kw;
+}
+
 static void
 rule_parse(struct rule *r, char *p, const char *path, unsigned line)
 {
@@ -462,8 +511,10 @@ rule_parse(struct rule *r, char *p, const char *path, unsigned line)
 	long long bytes;
 	const char *errstr;
 
-	if ((kw = next_word(&p)) == NULL)
-		rule_error(path, line, "empty rule", NULL);
+	r->line = line;
+	if ((kw = rule_qualify(r, next_word(&p), &p, path, line)) == NULL)
+		rule_error(path, line, r->ppm != 0 || r->from != NULL ?
+		    "no rule after the qualifiers" : "empty rule", NULL);
 	n = strlen(kw);
 	if (n > 5 && strcmp(kw + n - 5, "-once") == 0) {
 		r->once = 1;
@@ -582,9 +633,82 @@ rule_take(struct rule *r)
 	return 1;
 }
 
+/* splitmix64: a small generator whose whole sequence the -R seed fixes. */
+static uint64_t
+rng_next(void)
+{
+	uint64_t z = (g.rng += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/*
+ * The qualifiers of r hold for the event: the sender (MAIL's own address
+ * at MAIL, else the transaction's) matches "from", and the "chance" draw
+ * comes out.  The draw is made last, for a rule that matches otherwise,
+ * so that the same seed and the same events give the same decisions.
+ */
+static int
+rule_qualifies(const struct rule *r, const struct conn *c, unsigned ev,
+    const char *addr)
+{
+	const char *sender = ev == V_MAIL ? addr : c->from;
+
+	if (r->from != NULL && (sender == NULL ||
+	    fnmatch(r->from, sender, FNM_CASEFOLD) != 0))
+		return 0;
+	if (r->ppm == 0 || r->ppm >= 1000000)
+		return 1;
+	return rng_next() % 1000000 < r->ppm;
+}
+
+static const char *
+verb_name(unsigned bit)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(verb_names) / sizeof(verb_names[0]); i++)
+		if (verb_names[i].bit == bit)
+			return verb_names[i].name;
+	return "?";
+}
+
+/*
+ * -F: "conn line kind VERB value <sender>|- <rcpt>...": the recipient in
+ * question at RCPT, else those the transaction has accepted so far.
+ */
+static void
+rule_log(const struct conn *c, const struct rule *r, unsigned ev,
+    const char *addr, long long value)
+{
+	static const char *const kinds[] = { "greet", "rcpt", "cmd", "close",
+	    "drop", "stall" };
+	const char *sender = ev == V_MAIL ? addr : c->from;
+	size_t i;
+
+	if (g.faults == NULL)
+		return;
+	fprintf(g.faults, "%llu %u %s %s %lld ", c->id, r->line,
+	    kinds[r->kind], verb_name(r->verbs & ev), value);
+	if (sender != NULL)
+		fprintf(g.faults, "<%s>", sender);
+	else
+		fputc('-', g.faults);
+	if (ev == V_RCPT && addr != NULL)
+		fprintf(g.faults, " <%s>", addr);
+	else
+		for (i = 0; i < c->nrcpt; i++)
+			fprintf(g.faults, " <%s>", c->rcpt[i]);
+	fputc('\n', g.faults);
+	if (fflush(g.faults) != 0)
+		note("fault log: %s", strerror(errno));
+}
+
 /* The first response rule for the event, or NULL for the default answer. */
 static struct rule *
-rule_respond(unsigned ev, const char *addr)
+rule_respond(struct conn *c, unsigned ev, const char *addr)
 {
 	struct rule *r;
 	size_t i;
@@ -592,30 +716,31 @@ rule_respond(unsigned ev, const char *addr)
 	for (i = 0; i < g.nrules; i++) {
 		r = &g.rules[i];
 		if (r->kind == R_DROP || r->kind == R_STALL ||
-		    (r->verbs & ev) == 0)
+		    (r->verbs & ev) == 0 || (r->once && r->fired))
 			continue;
-		if (r->kind == R_RCPT) {
-			if (addr == NULL ||
-			    fnmatch(r->glob, addr, FNM_CASEFOLD) != 0)
-				continue;
-			if (r->once && !strset_add(&r->seen, addr))
-				continue;
-			return r;
-		}
-		if (rule_take(r))
-			return r;
+		if (r->kind == R_RCPT && (addr == NULL ||
+		    fnmatch(r->glob, addr, FNM_CASEFOLD) != 0))
+			continue;
+		if (!rule_qualifies(r, c, ev, addr))
+			continue;
+		if (r->kind == R_RCPT ? r->once && !strset_add(&r->seen, addr) :
+		    !rule_take(r))
+			continue;
+		rule_log(c, r, ev, addr, r->code);
+		return r;
 	}
 	return NULL;
 }
 
 static struct rule *
-rule_find(enum rkind kind, unsigned ev)
+rule_find(struct conn *c, enum rkind kind, unsigned ev)
 {
 	size_t i;
 
 	for (i = 0; i < g.nrules; i++)
 		if (g.rules[i].kind == kind && (g.rules[i].verbs & ev) != 0 &&
-		    !(g.rules[i].once && g.rules[i].fired))
+		    !(g.rules[i].once && g.rules[i].fired) &&
+		    rule_qualifies(&g.rules[i], c, ev, NULL))
 			return &g.rules[i];
 	return NULL;
 }
@@ -757,6 +882,23 @@ tx_add_rcpt(struct conn *c, const char *addr)
 	c->rcpt[c->nrcpt++] = xstrdup(addr);
 }
 
+/*
+ * The client's TCP port, 0 if unknown: with the connection number it
+ * names the client socket, so a test that noted the ports of a process
+ * it killed can tell which transactions were in flight then.
+ */
+static int
+peer_port(int fd)
+{
+	struct sockaddr_in sin = { 0 };
+	socklen_t len = sizeof(sin);
+
+	if (getpeername(fd, (struct sockaddr *)&sin, &len) == -1 ||
+	    sin.sin_family != AF_INET)
+		return 0;
+	return ntohs(sin.sin_port);
+}
+
 /* Starts the message data: the drop rule, and under -d the file. */
 static int
 tx_open_data(struct conn *c, unsigned ev)
@@ -766,7 +908,7 @@ tx_open_data(struct conn *c, unsigned ev)
 	int fd;
 
 	c->msgbytes = c->rawbytes = 0;
-	c->drop = rule_find(R_DROP, ev);
+	c->drop = rule_find(c, R_DROP, ev);
 	if (g.dir == NULL)
 		return 0;
 	if (snprintf(path, sizeof(path), "%s/tmp.%ld.%llu", g.dir,
@@ -788,6 +930,7 @@ tx_open_data(struct conn *c, unsigned ev)
 	for (i = 0; i < c->nrcpt; i++)
 		fprintf(c->fp, "X-Sink-Rcpt-To: <%s>\n", c->rcpt[i]);
 	fprintf(c->fp, "X-Sink-Connection: %llu\n", c->id);
+	fprintf(c->fp, "X-Sink-Peer-Port: %d\n", peer_port(c->fd));
 	fprintf(c->fp, "X-Sink-TLS: %s\n", c->ssl != NULL ? "yes" : "no");
 	if (c->auth_user != NULL)
 		fprintf(c->fp, "X-Sink-Auth: %s\n", c->auth_user);
@@ -855,7 +998,7 @@ tx_finish(struct conn *c, unsigned ev)
 		    "message size (%llu)", g.size_limit);
 		return;
 	}
-	r = rule_respond(ev, NULL);
+	r = rule_respond(c, ev, NULL);
 	if (r != NULL && r->kind == R_CLOSE) {
 		reply(c, "421 4.3.2 closing");
 		conn_closing(c);
@@ -898,8 +1041,9 @@ stall_check(struct conn *c, unsigned ev)
 		c->stall_passed = 0;
 		return 0;
 	}
-	if ((r = rule_find(R_STALL, ev)) == NULL || !rule_take(r))
+	if ((r = rule_find(c, R_STALL, ev)) == NULL || !rule_take(r))
 		return 0;
+	rule_log(c, r, ev, NULL, r->ms);
 	c->stall_until = g.now + r->ms;
 	note("connection %llu stalled for %lld ms", c->id, r->ms);
 	return 1;
@@ -912,7 +1056,7 @@ stall_check(struct conn *c, unsigned ev)
 static int
 rule_answer(struct conn *c, unsigned ev, const char *addr, struct rule **ok)
 {
-	struct rule *r = rule_respond(ev, addr);
+	struct rule *r = rule_respond(c, ev, addr);
 
 	*ok = NULL;
 	if (r == NULL)
@@ -941,6 +1085,7 @@ drop_check(struct conn *c)
 	c->drop = NULL;
 	if (!rule_take(r))
 		return 0;
+	rule_log(c, r, r->verbs, NULL, (long long)c->rawbytes);
 	note("connection %llu dropped after %llu bytes", c->id, c->rawbytes);
 	tx_reset(c);
 	c->state = CS_DEAD;
@@ -1454,7 +1599,7 @@ conn_greet(struct conn *c)
 	if (stall_check(c, V_GREET))
 		return 0;
 	c->state = CS_CMD;
-	r = rule_respond(V_GREET, NULL);
+	r = rule_respond(c, V_GREET, NULL);
 	if (r == NULL) {
 		reply(c, "220 " SINK_NAME " ESMTP");
 	} else if (r->kind == R_CLOSE || r->code == 421) {
@@ -1882,9 +2027,9 @@ conn_event(struct conn *c, short revents)
 	if ((revents & POLLIN) && c->state != CS_TLS &&
 	    c->state != CS_STARTTLS)
 		conn_read(c);
-	if (revents & (POLLERR | POLLNVAL))
-		c->state = CS_DEAD;
-	else if ((revents & POLLHUP) && !(revents & POLLIN))
+	/* An error, or a hang-up with nothing more to read, ends it. */
+	if ((revents & (POLLERR | POLLNVAL)) ||
+	    ((revents & POLLHUP) && !(revents & POLLIN)))
 		c->state = CS_DEAD;
 	conn_service(c);
 }
@@ -2167,10 +2312,11 @@ static void __attribute__((noreturn))
 usage(void)
 {
 	fprintf(stderr, "usage: " SINK_NAME " [-cv] [-A user:password] "
-	    "[-d dir] [-L logfile] [-m maxmsgs]\n"
-	    "                  [-P portfile] [-p port] [-r rulesfile] "
-	    "[-S bytes]\n"
-	    "                  [-T certfile:keyfile] [-t seconds]\n");
+	    "[-d dir] [-F faultlog] [-L logfile]\n"
+	    "                  [-m maxmsgs] [-P portfile] [-p port] "
+	    "[-R seed] [-r rulesfile]\n"
+	    "                  [-S bytes] [-T certfile:keyfile] "
+	    "[-t seconds]\n");
 	exit(EX_USAGE);
 }
 
@@ -2210,6 +2356,25 @@ auth_init(char *arg)
 	g.auth_pass = pass;
 }
 
+/*
+ * -R and -F: the seed of the chance draws (without -R, a random one),
+ * told on the fault log's first line so that a run can be repeated.
+ */
+static void
+faults_init(const char *path, long long seed)
+{
+	if (seed < 0)
+		seed = (long long)(arc4random() & 0x7fffffff);
+	g.rng = (uint64_t)seed;
+	note("chance seed %lld", seed);
+	if (path == NULL)
+		return;
+	if ((g.faults = fopen(path, "a")) == NULL)
+		die(EX_CANTCREAT, "%s: %s", path, strerror(errno));
+	fprintf(g.faults, "# seed %lld\n", seed);
+	fflush(g.faults);
+}
+
 static long long
 num_arg(const char *s, long long min, long long max, const char *what)
 {
@@ -2226,12 +2391,13 @@ int
 main(int argc, char *argv[])
 {
 	const char *portfile = NULL, *logpath = NULL, *dir = NULL;
-	long long lifetime = 600;
+	const char *faultpath = NULL;
+	long long lifetime = 600, seed = -1;
 	sigset_t pollmask;
 	size_t i;
 	int ch, port = 0;
 
-	while ((ch = getopt(argc, argv, "A:cd:L:m:P:p:r:S:T:t:v")) != -1) {
+	while ((ch = getopt(argc, argv, "A:cd:F:L:m:P:p:R:r:S:T:t:v")) != -1) {
 		switch (ch) {
 		case 'A':
 			auth_init(optarg);
@@ -2252,6 +2418,12 @@ main(int argc, char *argv[])
 		case 'L':
 			logpath = optarg;
 			break;
+		case 'F':
+			faultpath = optarg;
+			break;
+		case 'R':
+			seed = num_arg(optarg, 0, LLONG_MAX, "-R");
+			break;
 		case 'm':
 			g.max_msgs = (unsigned long long)num_arg(optarg, 1,
 			    LLONG_MAX, "-m");
@@ -2266,7 +2438,7 @@ main(int argc, char *argv[])
 			rules_load(optarg);
 			break;
 		case 't':
-			lifetime = num_arg(optarg, 1, 7 * 86400, "-t");
+			lifetime = num_arg(optarg, 1, 7LL * 86400, "-t");
 			break;
 		case 'v':
 			g.verbose = 1;
@@ -2282,7 +2454,10 @@ main(int argc, char *argv[])
 		dir_init(dir);
 	if (logpath != NULL && (g.log = fopen(logpath, "a")) == NULL)
 		die(EX_CANTCREAT, "%s: %s", logpath, strerror(errno));
+	faults_init(faultpath, seed);
 	raise_fd_limit();
+	/* An array of pointers: the size of one pointer is meant. */
+	// NOLINTNEXTLINE(bugprone-sizeof-expression)
 	g.conns = xcalloc(g.maxconn, sizeof(*g.conns));
 	signals_init(&pollmask);
 	port = listen_loopback(port);
@@ -2307,6 +2482,8 @@ main(int argc, char *argv[])
 		close(g.lfd);
 	if (g.log != NULL)
 		fclose(g.log);
+	if (g.faults != NULL)
+		fclose(g.faults);
 	printf("sink: connections=%llu transactions=%llu recipients=%llu "
 	    "bytes=%llu\n", g.nconns, g.ntx, g.nrcpts, g.nbytes);
 	fflush(stdout);
