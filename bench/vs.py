@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """bench/vs.py: listq against Postfix on the same machine, in the same run.
 
-    bench/vs.py [enqueue|deliver|fanout|latency|scaling|all]...
+    bench/vs.py [enqueue|deliver|fanout|latency|scaling|mailman|all]...
 
 Run as root (a private Postfix instance needs it).  Every benchmark starts
 Postfix's smtp-sink on 127.0.0.1 as the receiving relay and a private
@@ -15,7 +15,14 @@ bench/results/<name>.txt with the machine (cores, kernel, filesystem).
 Sizes (environment): BENCH_ROUNDS (3), BENCH_ENQ_N (1000 per measurement;
 the issue's 10,000 with BENCH_FULL=1), BENCH_DELIVER_N (10000),
 BENCH_FANOUT ("10000 100000"), BENCH_LAT_N (1000), BENCH_SCALE
-("1 2 4 8 16").  Every process started here is stopped by pid.
+("1 2 4 8 16"), BENCH_MM_N (200 posts), BENCH_MM_J (2 injectors).
+
+The mailman benchmark has a second peer: a private Mailman 3 instance
+(Debian's mailman3: its own mailman.cfg and var directory under the work
+directory, SQLite, run as Debian's service user; the system instance is
+never started) against listq for posts to a 100-member list.
+
+Every process started here is stopped by pid.
 """
 import os, sys, time, subprocess, shutil, signal, socket, statistics
 import threading, re, glob
@@ -34,6 +41,9 @@ LAT_N = int(os.environ.get('BENCH_LAT_N', '1000'))
 SCALE = [int(x) for x in os.environ.get('BENCH_SCALE', '1 2 4 8 16').split()]
 WORKERS = int(os.environ.get('BENCH_WORKERS', '4'))
 WAIT = float(os.environ.get('BENCH_WAIT', '300'))
+MM_N = int(os.environ.get('BENCH_MM_N', '200'))
+MM_J = int(os.environ.get('BENCH_MM_J', '2'))
+MM_MEMBERS = 100
 SENDER = 'poster@example.net'
 
 started = []		# Popen objects to stop at exit
@@ -110,7 +120,9 @@ def record(name, title, lines):
 
 # ------------------------------------------------------------------ setup
 
-def ensure_packages():
+def ensure_packages(what):
+    if 'mailman' in what and not os.path.exists('/usr/bin/mailman'):
+        install_mailman()
     need = []
     if not os.path.exists('/usr/sbin/smtp-sink'):
         need.append('postfix')
@@ -124,6 +136,51 @@ def ensure_packages():
     env = dict(os.environ, DEBIAN_FRONTEND='noninteractive')
     run(['apt-get', 'install', '-y', '-qq'] + need, env=env,
         stdout=subprocess.DEVNULL)
+
+
+def dpkg_installed(pkg):
+    out = run(['dpkg-query', '-W', '-f', '${Status}', pkg], check=False,
+              capture_output=True, text=True).stdout
+    return out.endswith(' installed')
+
+
+def install_mailman():
+    """Debian's mailman3 with no service started or enabled: the bench runs
+    its own instance.  A policy-rc.d that denies every start is in place
+    during the install (any existing one is set aside and put back), and
+    the services the install enabled for the next boot, mailman3 and cron
+    (its dependency) when cron came with it, are disabled again."""
+    services = ['mailman3'] if dpkg_installed('cron') else ['mailman3', 'cron']
+    say('installing mailman3 (no service started or enabled)')
+    policy = '/usr/sbin/policy-rc.d'
+    saved = policy + '.bench-vs'
+    if os.path.lexists(policy):
+        os.rename(policy, saved)
+    try:
+        with open(policy, 'w') as f:
+            f.write('#!/bin/sh\n'
+                    '# bench/vs.py installs mailman3: start nothing\n'
+                    'exit 101\n')
+        os.chmod(policy, 0o755)
+        env = dict(os.environ, DEBIAN_FRONTEND='noninteractive')
+        # no Recommends: its default-mta would be exim4
+        run(['apt-get', 'install', '-y', '-qq', '--no-install-recommends',
+             'mailman3'], env=env, stdout=subprocess.DEVNULL)
+    finally:
+        os.unlink(policy)
+        if os.path.lexists(saved):
+            os.rename(saved, policy)
+    for svc in services:
+        run(['update-rc.d', svc, 'disable'], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+
+
+def file_size(path):
+    """Where a log that may not exist yet ends."""
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def free_port():
@@ -238,6 +295,29 @@ def tree_rss(roots):
         except OSError:
             pass
     return total
+
+
+class PeakRss:
+    """Samples the total RSS of ROOTS() and their descendants every 0.1 s
+    in a thread, from its creation until stop(), which returns the peak
+    (kB): a run that blocks while it injects is sampled too."""
+
+    def __init__(self, roots):
+        self.roots, self.peak = roots, 0
+        self.over = threading.Event()
+        self.t = threading.Thread(target=self.sample, daemon=True)
+        self.t.start()
+
+    def sample(self):
+        while True:
+            self.peak = max(self.peak, tree_rss(self.roots()))
+            if self.over.wait(0.1):
+                return
+
+    def stop(self):
+        self.over.set()
+        self.t.join()
+        return self.peak
 
 
 def wait_until(done, roots, what, timeout=WAIT, step=0.02):
@@ -488,10 +568,7 @@ duplicate_filter_limit = 0
             check=False)
 
     def logpos(self):
-        try:
-            return os.path.getsize(self.maillog)
-        except OSError:
-            return 0
+        return file_size(self.maillog)
 
     def sent_since(self, pos):
         with open(self.maillog, 'rb') as f:
@@ -502,6 +579,179 @@ duplicate_filter_limit = 0
     def sendmail(self, *rcpts):
         return ['/usr/sbin/sendmail', '-C', self.etc, '-i', '-f', SENDER] + \
             list(rcpts)
+
+
+# ------------------------------------------------------------------ mailman
+
+MM_USER = 'list'	# Debian's mailman3 runs as list:list
+
+MM_CFG = '''\
+[mailman]
+site_owner: owner@example.org
+layout: bench
+
+[paths.bench]
+var_dir: %(dir)s/var
+bin_dir: /usr/lib/mailman3/bin
+pid_file: $var_dir/master.pid
+
+[database]
+class: mailman.database.sqlite.SQLiteDatabase
+url: sqlite:///$DATA_DIR/mailman.db
+
+[mta]
+# no MTA maps to write: posts come straight to the LMTP runner
+incoming: mailman.mta.null.NullMTA
+outgoing: mailman.mta.deliver.deliver
+smtp_host: 127.0.0.1
+smtp_port: %(sink)d
+lmtp_host: 127.0.0.1
+lmtp_port: %(lmtp)d
+
+[webservice]
+hostname: 127.0.0.1
+port: %(rest)d
+admin_user: bench
+admin_pass: %(secret)s
+
+[logging.vette]
+# its own file, so that the bench sees a held or discarded post
+path: vette.log
+'''
+
+# Run by `mailman shell -r` on the list: what a list administrator sets
+# for an announcement-style list that nobody moderates.
+MM_SETUP = '''\
+from mailman.interfaces.action import Action
+from mailman.interfaces.archiver import ArchivePolicy
+
+
+def setup(mlist):
+    mlist.default_member_action = Action.accept
+    mlist.default_nonmember_action = Action.accept
+    mlist.digests_enabled = False
+    mlist.archive_policy = ArchivePolicy.never
+    mlist.send_welcome_message = False
+    mlist.admin_notify_mchanges = False
+    print(mlist.members.member_count)
+'''
+
+
+class Mailman:
+    """A private Mailman 3 instance: mailman.cfg and its var directory
+    (SQLite database, queues, logs) in WORK/mm, run as Debian's service
+    user; its LMTP runner and REST API on free 127.0.0.1 ports, its
+    outgoing SMTP to the sink.  Every runner is started by `mailman start`
+    with the stock runner settings (one process each)."""
+
+    def __init__(self, sink):
+        self.dir = WORK + '/mm'
+        self.cfg = self.dir + '/mailman.cfg'
+        self.var = self.dir + '/var'
+        self.lmtp = free_port()
+        self.master = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.makedirs(self.var)
+        with open(self.cfg, 'w') as f:
+            f.write(MM_CFG % dict(dir=self.dir, sink=sink.port,
+                                  lmtp=self.lmtp, rest=free_port(),
+                                  secret=os.urandom(12).hex()))
+        with open(self.dir + '/benchsetup.py', 'w') as f:
+            f.write(MM_SETUP)
+        run(['chown', '-R', '%s:%s' % (MM_USER, MM_USER), self.dir])
+        self.version = run(['dpkg-query', '-W', '-f', '${Version}',
+                            'mailman3'], capture_output=True,
+                           text=True).stdout.strip()
+
+    def cli(self, *args, **kw):
+        env = dict(os.environ, HOME=self.dir, PYTHONPATH=self.dir)
+        return run(['mailman', '-C', self.cfg] + list(args), user=MM_USER,
+                   group=MM_USER, extra_groups=[], cwd=self.dir, env=env,
+                   **kw)
+
+    def mklist(self, addr, members):
+        self.cli('create', '-q', '-N', addr, stdout=subprocess.DEVNULL)
+        with open(members) as f:
+            self.cli('addmembers', '-W', '-', addr, stdin=f)
+        out = self.cli('shell', '-r', 'benchsetup.setup', '-l', addr,
+                       capture_output=True, text=True).stdout.split()
+        if not out or int(out[-1]) != MM_MEMBERS:
+            die('mailman: %s has %s members' % (addr, out))
+
+    def start(self):
+        """`mailman start`; ready when the LMTP runner accepts."""
+        self.cli('start', '-q')
+        end = time.monotonic() + 120
+        while True:
+            try:
+                if self.master is None:
+                    self.master = self.pidfile()
+                socket.create_connection(('127.0.0.1', self.lmtp), 1).close()
+                return
+            except (OSError, ValueError):
+                if time.monotonic() > end:
+                    die('mailman: its LMTP runner never listened; see ' +
+                        self.var + '/logs/mailman.log')
+                time.sleep(0.2)
+
+    def pidfile(self):
+        with open(self.var + '/master.pid') as f:
+            return int(f.read())
+
+    def alive(self):
+        try:
+            with open('/proc/%d/stat' % self.master) as f:
+                s = f.read()
+            return s[s.rindex(')') + 2] != 'Z'
+        except OSError:
+            return False
+
+    def stop(self):
+        """`mailman stop`, then waits for the master; its runners share its
+        process group (it called setsid), which gets SIGKILL after 60 s."""
+        if self.master is None:
+            try:	# stopped before start() saw the master
+                self.master = self.pidfile()
+            except (OSError, ValueError):
+                return
+        self.cli('stop', '-q', check=False)
+        end = time.monotonic() + 60
+        while self.alive() and time.monotonic() < end:
+            time.sleep(0.2)
+        if self.alive():
+            say('  mailman: still running after 60 s, killed')
+            os.killpg(self.master, signal.SIGKILL)
+            if os.path.exists(self.var + '/master.pid'):
+                os.unlink(self.var + '/master.pid')	# never read again
+        self.master = None
+
+    def roots(self):
+        return [self.master] if self.master else []
+
+    def held(self):
+        """Whether Mailman set a post aside instead of delivering it: held
+        or discarded by its rules (vette log), or failed (shunt, bad)."""
+        try:
+            with open(self.var + '/logs/vette.log') as f:
+                if re.search(r'(HOLD|DISCARD|REJECT): ', f.read()):
+                    return True
+        except FileNotFoundError:
+            pass
+        return any(os.listdir(self.var + '/queue/' + q)
+                   for q in ('shunt', 'bad')
+                   if os.path.isdir(self.var + '/queue/' + q))
+
+    def logpos(self):
+        return file_size(self.var + '/logs/smtp.log')
+
+    def rcpts_since(self, pos):
+        """Recipients in the smtp log's "for N recips" lines after POS, and
+        the count of refused recipients."""
+        with open(self.var + '/logs/smtp.log') as f:
+            f.seek(pos)
+            text = f.read()
+        return (sum(int(x) for x in re.findall(r' for (\d+) recips,', text)),
+                sum(int(x) for x in re.findall(r', (\d+) failures', text)))
 
 
 # ------------------------------------------------------------------ inputs
@@ -877,6 +1127,110 @@ def bench_scaling(env):
     record('scaling', 'scaling: listqd workers', lines)
 
 
+def mm_round(env, mm, msg, addr):
+    """N posts injected over LMTP, as an MTA would (smtp-source -L, MM_J
+    sessions); the clock runs until the sink has one transaction per
+    post and Mailman logged every recipient."""
+    sink = env['sink']
+    base, pos = sink.count(), mm.logpos()
+    rss = PeakRss(mm.roots)
+    t0 = time.monotonic()
+    run(['/usr/sbin/smtp-source', '-L', '-d', '-s', str(MM_J), '-m',
+         str(MM_N), '-F', msg, '-f', SENDER, '-t', addr,
+         '127.0.0.1:%d' % mm.lmtp])
+    posted = time.monotonic() - t0
+
+    def done():
+        if mm.held():
+            die('mailman held, discarded or shunted posts; see ' +
+                mm.var + '/logs')
+        return sink.count() - base >= MM_N and \
+            mm.rcpts_since(pos)[0] >= MM_N * MM_MEMBERS
+    wait_until(done, lambda: [], 'mailman', step=0.1)
+    return time.monotonic() - t0, posted, rss.stop(), mm.rcpts_since(pos)
+
+
+def lq_posts_round(env, name, msg):
+    """The same N posts through the wrapper (MM_J callers) to a running
+    listqd; the clock runs until the spool is empty, the sink has one
+    transaction per post and listqd logged every recipient."""
+    lq, sink = env['lq'], env['sink']
+    base, before = sink.count(), lq.sent()
+    rss = PeakRss(lq.roots)
+    t0 = time.monotonic()
+    run([env['spawn'], '-n', str(MM_N), '-j', str(MM_J), '-i', msg] +
+        lq.post_cmd(name), stdout=subprocess.DEVNULL)
+    posted = time.monotonic() - t0
+    wait_until(
+        lambda: sink.count() - base >= MM_N and lq.empty() and
+        lq.sent() - before >= MM_N * MM_MEMBERS, lambda: [], 'listq posts')
+    return time.monotonic() - t0, posted, rss.stop(), \
+        (lq.sent() - before, 0)
+
+
+def bench_mailman(env):
+    lq = env['lq']
+    name = 'mm%d' % MM_MEMBERS
+    addr = name + '@example.org'
+    msg = '%s/msg.%s' % (WORK, name)
+    mkmsg(msg, addr)
+    t_mm = time.monotonic()
+    mm = env['mm'] = Mailman(env['sink'])
+    mm.mklist(addr, members(MM_MEMBERS))
+    mm.start()
+    say('  mailman %s: list created, runners started in %.0f s' % (
+        mm.version, time.monotonic() - t_mm))
+    lq.mklist(name, members(MM_MEMBERS))
+    lq.reset()
+    lq.start(WORKERS, 'mailman')
+    lq.ready(WORKERS)
+    res = {}
+    for r in range(ROUNDS):
+        order = ('listq', 'mailman') if r % 2 == 0 else ('mailman', 'listq')
+        for who in order:
+            if who == 'listq':
+                secs, posted, peak, (got, bad) = lq_posts_round(env, name,
+                                                                msg)
+            else:
+                secs, posted, peak, (got, bad) = mm_round(env, mm, msg, addr)
+            if got != MM_N * MM_MEMBERS or bad:
+                say('  WARNING: %s logged %d recipients (%d refused), '
+                    'expected %d' % (who, got, bad, MM_N * MM_MEMBERS))
+            res.setdefault(who, []).append((MM_N / secs, peak))
+            say('  mailman round %d: %s %.2f s (all posted after %.2f s), '
+                '%.1f posts/s, %.0f rcpt/s, peak RSS %d MB' % (
+                    r + 1, who, secs, posted, MM_N / secs,
+                    MM_N * MM_MEMBERS / secs, peak / 1024))
+    lq.stop()
+    mm.stop()
+    lines = ['mailman: %d posts of 5 KB to a list of %d members, %d rounds; '
+             'listq (listq-wrapper post, %d callers, listqd -n %d running) vs '
+             'Mailman %s (Debian mailman3, SQLite, stock runners, all '
+             'running; posts injected by smtp-source -L, %d LMTP sessions); '
+             'moderation, digests and archiving off; clock from the first '
+             'post until the sink has every transaction and every recipient '
+             'was logged sent; peak RSS = listqd master + workers, Mailman '
+             'master + runners' % (MM_N, MM_MEMBERS, ROUNDS, MM_J, WORKERS,
+                                  mm.version, MM_J),
+             '%-9s %18s %20s %18s %10s' % ('', 'posts/s (range)',
+                                          'rcpt/s (range)', 'peak RSS MB',
+                                          'listq/mm')]
+    for who in ('listq', 'mailman'):
+        v = [x[0] for x in res[who]]
+        m = [x[1] / 1024 for x in res[who]]
+        lines.append('%-9s %18s %20s %18s %10s' % (
+            who, '%.1f (%s)' % (med(v), rng(v, '%.1f')),
+            '%.0f (%s)' % (med(v) * MM_MEMBERS,
+                           rng([x * MM_MEMBERS for x in v])),
+            '%.1f (%s)' % (med(m), rng(m, '%.1f')),
+            '%.1fx' % (med(v) / med([x[0] for x in res['mailman']]))
+            if who == 'listq' else '1.0x'))
+    lines.append('target: listq >= 50x Mailman 3 in recipients/s')
+    record('mailman', 'mailman: listq vs Mailman 3, posts to a %d-member '
+           'list' % MM_MEMBERS, lines)
+    say('  mailman: the benchmark took %.0f s' % (time.monotonic() - t_mm))
+
+
 def memory_table(env):
     if not env['mem']:
         return
@@ -903,8 +1257,9 @@ def main():
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
     what = sys.argv[1:] or ['all']
     if 'all' in what:
-        what = ['enqueue', 'deliver', 'fanout', 'latency', 'scaling']
-    ensure_packages()
+        what = ['enqueue', 'deliver', 'fanout', 'latency', 'scaling',
+                'mailman']
+    ensure_packages(what)
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK, mode=0o755)
     MACHINE = machine()
@@ -926,6 +1281,8 @@ def main():
     finally:
         lq.stop()
         pf.stop()
+        if env.get('mm'):
+            env['mm'].stop()
         stop(sink.p)
         for p in started:
             stop(p)
