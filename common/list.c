@@ -145,9 +145,14 @@ addr_list_read(FILE *f, struct addr_list *out, size_t *bad,
 	return 0;
 }
 
-int
-list_addresses(const char *listdir, const char *name, const char *file,
-    struct addr_list *out, size_t *bad, char *err, size_t errlen)
+/*
+ * The addresses of one list file; a missing file is an error unless
+ * optional, when it reads as empty (one open, no access() before it).
+ */
+static int
+read_list_file(const char *listdir, const char *name, const char *file,
+    int optional, struct addr_list *out, size_t *bad, char *err,
+    size_t errlen)
 {
 	char path[1024];
 	size_t first;
@@ -158,6 +163,8 @@ list_addresses(const char *listdir, const char *name, const char *file,
 	*bad = 0;
 	snprintf(path, sizeof(path), "%s/%s/%s", listdir, name, file);
 	if ((f = fopen(path, "re")) == NULL) {
+		if (optional && errno == ENOENT)
+			return 0;
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
@@ -165,6 +172,13 @@ list_addresses(const char *listdir, const char *name, const char *file,
 		snprintf(err, errlen, "%s: out of memory", path);
 	fclose(f);
 	return rc;
+}
+
+int
+list_addresses(const char *listdir, const char *name, const char *file,
+    struct addr_list *out, size_t *bad, char *err, size_t errlen)
+{
+	return read_list_file(listdir, name, file, 0, out, bad, err, errlen);
 }
 
 int
@@ -189,20 +203,18 @@ list_enabled_members(const char *listdir, const char *name,
     struct addr_list *out, size_t *bad, char *err, size_t errlen)
 {
 	struct addr_list off;
-	char path[1024];
 	size_t i, kept = 0, badoff;
 
 	if (list_addresses(listdir, name, "members", out, bad, err,
 	    errlen) == -1)
 		return -1;
-	snprintf(path, sizeof(path), "%s/%s/disabled", listdir, name);
-	if (access(path, F_OK) == -1 && errno == ENOENT)
-		return 0;
-	if (list_addresses(listdir, name, "disabled", &off, &badoff, err,
+	if (read_list_file(listdir, name, "disabled", 1, &off, &badoff, err,
 	    errlen) == -1) {
 		addr_list_free(out);
 		return -1;
 	}
+	if (off.n == 0)
+		return 0;
 	addr_list_sort(&off);
 	for (i = 0; i < out->n; i++) {
 		if (addr_list_has(&off, out->v[i]))

@@ -337,3 +337,67 @@ Test(policy, relay_failover_and_back, .init = setup, .fini = teardown,
 	wait_txns(&S, 1);
 	cr_assert_eq(sink_count(&S2), 1);
 }
+
+/*
+ * A 421 at a RCPT ends the session after the relay refused an earlier
+ * recipient of the same transaction for good; the entry's next
+ * transaction is never offered.  The refused recipient still gets its
+ * DSN: the entry was tried, so its attempt is settled, not kept as if
+ * the relay had never seen it.
+ */
+Test(policy, dsn_when_session_ends_mid_entry, .init = setup,
+    .fini = teardown, .timeout = 90)
+{
+	const char *from;
+	char *dsn;
+
+	make_list("gamma", 3);
+	sink_start(&S, "rcpt m0@members.example 550 5.1.1 no such user\n"
+	    "close-once RCPT 421\n", 0, false);
+	daemon_config(&D, S.port, "max_rcpts_per_transaction = 2\n"
+	    "min_backoff = 1s\nmax_backoff = 2s\n");
+	daemon_start(&D, 1);
+	post("gamma", "cut");
+	wait_txns(&S, 2);	/* m1 and m2 retried together; the DSN */
+	cr_assert_not_null(dsn = txn_to(&S, "<gamma-bounces@example.org>",
+	    &from), "no DSN for m0");
+	cr_assert_str_eq(from, "<>");
+	cr_assert_not_null(strstr(dsn, "Final-Recipient: rfc822; "
+	    "m0@members.example\nAction: failed\nStatus: 5.1.1\n"), "%s", dsn);
+	free(dsn);
+}
+
+/*
+ * SIGTERM while the first transaction of an entry waits for its end of
+ * data: that transaction is recorded, the next one never offered.  The
+ * recipient it refused for good is reported before listqd stops, and
+ * the one never offered is delivered after the restart: the entry was
+ * tried, so it is settled, not kept as if the relay had not seen it.
+ */
+Test(policy, dsn_when_stopped_mid_entry, .init = setup, .fini = teardown,
+    .timeout = 90)
+{
+	const char *from;
+	char *dsn;
+
+	make_list("delta", 3);
+	sink_start(&S, "rcpt m0@members.example 550 5.1.1 no such user\n"
+	    "stall-once DOT 1\n", 0, false);
+	daemon_config(&D, S.port, "max_rcpts_per_transaction = 2\n");
+	daemon_start(&D, 1);
+	post("delta", "stopped");
+	cr_assert(wait_until(log_has, "list=delta, command=post", WAIT_MS));
+	usleep(300000);		/* into the stalled end of data */
+	cr_assert_eq(daemon_stop(&D), 0);
+	cr_assert_eq(log_count(&D, "sender non-delivery notification"), 1,
+	    "the DSN for m0 is queued before listqd stops");
+	daemon_start(&D, 1);
+	wait_txns(&S, 3);	/* m1; the DSN; m2 */
+	cr_assert_not_null(dsn = txn_to(&S, "<delta-bounces@example.org>",
+	    &from), "no DSN for m0");
+	cr_assert_str_eq(from, "<>");
+	cr_assert_not_null(strstr(dsn, "Final-Recipient: rfc822; "
+	    "m0@members.example\nAction: failed\nStatus: 5.1.1\n"), "%s",
+	    dsn);
+	free(dsn);
+}

@@ -18,7 +18,9 @@
  * durable as it ends -- appended to the state file, or the entry settled
  * -- before the next one starts); nothing leaves the spool without
  * a log line (invariants 5 and 7); message bodies are streamed from the
- * spool file by smtp.c, never held in memory (invariant 8).
+ * spool file by smtp.c, never held in memory (invariant 8): what is read
+ * of a message before its session (the entry header and HEAD_MAX bytes
+ * of message header) goes through one fixed buffer.
  */
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -46,6 +48,27 @@
 #include "state.h"
 
 #define PREPEND_MAX	1024
+#define ENVELOPE_MAX	1024	/* a longer "From " line is message text */
+
+/*
+ * One list as a batch read it: its configuration and, read when first
+ * needed, its enabled members and its owners.  Every entry of a batch
+ * is prepared in one pass before its session starts, so the files read
+ * once for the batch are what the list held at each entry's snapshot;
+ * the next batch reads them again, and a processed bounce report (which
+ * may disable a member) makes the batch read the members again.  Freed
+ * once the batch is prepared: it holds no more than one copy of each
+ * list the batch posts to, for that pass only (invariant 8).
+ */
+enum { LIST_MEMBERS, LIST_OWNERS };
+
+struct list_cache {
+	struct list_cache *next;
+	struct list_conf lc;
+	struct addr_list  addrs[2];	/* LIST_MEMBERS (enabled), LIST_OWNERS */
+	size_t		  bad[2];	/* invalid lines skipped */
+	int		  read[2];
+};
 
 struct job {
 	struct sched_entry e;
@@ -65,6 +88,11 @@ struct job {
 	int		 had_state;	/* a state file was read for it */
 	int		 fd;		/* the message, opened by prepare() for
 					   the first transaction; -1 after */
+	off_t		 fsize;		/* its size, by one fstat in prepare() */
+	char		*head;		/* its header section, during prepare() */
+	off_t		 scanned;	/* bytes checked for 8-bit with it */
+	int		 eight;		/* ... and found one */
+	struct list_cache **lists;	/* the lists this batch has read */
 };
 
 struct session {
@@ -113,38 +141,63 @@ move_aside(struct worker *w, struct job *j, int todir, const char *where,
  * sent on it would end the relay's header section.  0 when there is none.
  */
 static size_t
-envelope_line(int fd, size_t body)
+envelope_line(const char *buf, size_t n)
 {
-	char buf[1024], *nl;
-	ssize_t n = pread(fd, buf, sizeof(buf), (off_t)body);
+	const char *nl;
 
+	if (n > ENVELOPE_MAX)
+		n = ENVELOPE_MAX;
 	if (n < 5 || memcmp(buf, "From ", 5) != 0 ||
-	    (nl = memchr(buf, '\n', (size_t)n)) == NULL)
+	    (nl = memchr(buf, '\n', n)) == NULL)
 		return 0;
 	return (size_t)(nl - buf) + 1;
 }
 
+static int
+has_8bit(const unsigned char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (p[i] >= 0x80)
+			return 1;
+	return 0;
+}
+
 /*
- * Reads and parses the entry header, and finds where the message starts;
- * -1 with a reason if unusable.
+ * Reads and parses the entry header, finds where the message starts and
+ * takes the message's header section; -1 with a reason if unusable.  One
+ * pread brings it all: the entry header (at most ENTRY_HEADER_MAX bytes,
+ * and only those go to the parser), an envelope line and HEAD_MAX bytes
+ * of message, which the 8-bit scan of a snapshot then need not read
+ * again.  The buffer is a fixed one, reused for every entry.
  */
 static int
 read_header(struct job *j, int fd, const char **why)
 {
-	char buf[ENTRY_HEADER_MAX];
+	static char buf[ENTRY_HEADER_MAX + ENVELOPE_MAX + HEAD_MAX];
 	ssize_t n = pread(fd, buf, sizeof(buf), 0);
+	size_t hlen, m = 0;
 
 	if (n < 0) {
 		*why = strerror(errno);
 		return -1;
 	}
-	if (entry_header_parse(buf, (size_t)n, &j->h, &j->body, why) == -1)
+	hlen = (size_t)n < ENTRY_HEADER_MAX ? (size_t)n : ENTRY_HEADER_MAX;
+	if (entry_header_parse(buf, hlen, &j->h, &j->body, why) == -1)
 		return -1;
 	if (strcmp(j->h.id, j->e.id) != 0) {
 		*why = "header id differs from the file name";
 		return -1;
 	}
-	j->body += envelope_line(fd, j->body);
+	if (j->body < (size_t)n) {
+		j->body += envelope_line(buf + j->body, (size_t)n - j->body);
+		m = (size_t)n - j->body < HEAD_MAX ? (size_t)n - j->body :
+		    HEAD_MAX;
+	}
+	j->eight = has_8bit((unsigned char *)buf + j->body, m);
+	j->scanned = (off_t)m;
+	j->head = msghead_copy(buf + j->body, m);
 	return 0;
 }
 
@@ -214,69 +267,137 @@ expand_send(struct job *j, const char **why)
 static int open_entry(struct job *);
 
 /*
- * Does the message have a byte >= 0x80 (BODY=8BITMIME)?  One pass in
- * 64 KiB preads, once per entry, when the snapshot is taken; an unread
- * file counts as 7-bit (the relay then gets no BODY= at all).
+ * Does the message have a byte >= 0x80 (BODY=8BITMIME)?  Once per entry,
+ * when the snapshot is taken: what read_header() saw, then the rest in
+ * 64 KiB preads up to the size prepare() saw; an unread file counts as
+ * 7-bit (the relay then gets no BODY= at all).
  */
 static unsigned int
 scan_8bit(struct job *j, int fd)
 {
-	unsigned char *buf = malloc(65536);
-	off_t off = (off_t)j->body;
-	ssize_t n, i;
+	unsigned char *buf;
+	off_t off = (off_t)j->body + j->scanned;
+	ssize_t n;
 
-	n = buf == NULL ? -1 : 0;
-	while (n != -1 && (n = pread(fd, buf, 65536, off)) > 0) {
-		for (i = 0; i < n; i++)
-			if (buf[i] >= 0x80)
-				break;
-		if (i < n)
-			break;
+	if (j->eight)
+		return 1;
+	if (j->fsize > 0 && off >= j->fsize)
+		return 0;
+	if ((buf = malloc(65536)) == NULL)
+		return 0;
+	while ((j->fsize == 0 || off < j->fsize) &&
+	    (n = pread(fd, buf, 65536, off)) > 0) {
+		if (has_8bit(buf, (size_t)n)) {
+			free(buf);
+			return 1;
+		}
 		off += n;
 	}
 	free(buf);
-	return n > 0;
+	return 0;
 }
 
-/* The recipient snapshot, taken once per entry (lc NULL: a send entry). */
+/* The configuration of a list, read at most once per batch. */
+static struct list_cache *
+list_get(struct job *j, char *err, size_t errlen)
+{
+	struct list_cache *l;
+
+	for (l = *j->lists; l != NULL; l = l->next)
+		if (strcmp(l->lc.name, j->h.list) == 0)
+			return l;
+	if ((l = calloc(1, sizeof(*l))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (list_conf_load(LISTDIR, j->h.list, &l->lc, err, errlen) == -1) {
+		free(l);
+		return NULL;
+	}
+	l->next = *j->lists;
+	*j->lists = l;
+	return l;
+}
+
+/* Its enabled members or its owners, read at most once per batch. */
+static const struct addr_list *
+list_rcpts(struct list_cache *l, int which, size_t *bad, char *err,
+    size_t errlen)
+{
+	if (!l->read[which]) {
+		if ((which == LIST_MEMBERS ? list_enabled_members(LISTDIR,
+		    l->lc.name, &l->addrs[which], &l->bad[which], err,
+		    errlen) : list_addresses(LISTDIR, l->lc.name, "owners",
+		    &l->addrs[which], &l->bad[which], err, errlen)) == -1)
+			return NULL;
+		l->read[which] = 1;
+	}
+	*bad = l->bad[which];
+	return &l->addrs[which];
+}
+
+/*
+ * A bounce report may have just disabled a member: the next post of the
+ * batch reads the members again, as it would have without the cache.
+ */
+static void
+list_forget_members(struct list_cache *l)
+{
+	addr_list_free(&l->addrs[LIST_MEMBERS]);
+	l->read[LIST_MEMBERS] = 0;
+}
+
+static void
+lists_free(struct list_cache *l)
+{
+	struct list_cache *next;
+
+	for (; l != NULL; l = next) {
+		next = l->next;
+		addr_list_free(&l->addrs[LIST_MEMBERS]);
+		addr_list_free(&l->addrs[LIST_OWNERS]);
+		free(l);
+	}
+}
+
+/* The recipient snapshot, taken once per entry (l NULL: a send entry). */
 static int
-expand(struct job *j, int fd, const char *head, const struct list_conf *lc,
+expand(struct job *j, int fd, const char *head, struct list_cache *l,
     const char **why)
 {
 	static char err[512];
-	const char *file = strcmp(j->h.command, "post") == 0 ? "members" :
-	    "owners";
-	struct addr_list al;
+	int which = strcmp(j->h.command, "post") == 0 ? LIST_MEMBERS :
+	    LIST_OWNERS;
+	const struct list_conf *lc;
+	const struct addr_list *al;
 	size_t i, bad;
 
 	j->st.eightbit = scan_8bit(j, fd);
-	if (lc == NULL)
+	if (l == NULL)
 		return expand_send(j, why);
 
-	if (strcmp(file, "members") == 0 && head != NULL &&
+	lc = &l->lc;
+	if (which == LIST_MEMBERS && head != NULL &&
 	    has_loop(head, lc->address)) {
 		log_msg(LOG_WARNING, j->e.id, "post already carries X-Loop: %s;"
 		    " sent to the owners instead of the members", lc->address);
-		file = "owners";
+		which = LIST_OWNERS;
 	}
-	if ((strcmp(file, "members") == 0 ? list_enabled_members(LISTDIR,
-	    lc->name, &al, &bad, err, sizeof(err)) : list_addresses(LISTDIR,
-	    lc->name, file, &al, &bad, err, sizeof(err))) == -1) {
+	if ((al = list_rcpts(l, which, &bad, err, sizeof(err))) == NULL) {
 		*why = err;
 		return -1;
 	}
 	if (bad > 0)
 		log_msg(LOG_WARNING, j->e.id, "list %s: %zu invalid address "
-		    "lines in %s skipped", lc->name, bad, file);
+		    "lines in %s skipped", lc->name, bad, which == LIST_MEMBERS ?
+		    "members" : "owners");
 	snprintf(j->st.sender, sizeof(j->st.sender), "%s-bounces@%s",
 	    lc->name, address_domain(lc->address));
-	for (i = 0; i < al.n; i++)
-		if (state_add_rcpt(&j->st, al.v[i]) == -1) {
-			addr_list_free(&al);
+	for (i = 0; i < al->n; i++)
+		if (state_add_rcpt(&j->st, al->v[i]) == -1) {
 			*why = "out of memory";
 			return -1;
 		}
-	addr_list_free(&al);
 	log_msg(LOG_INFO, j->e.id, "list=%s, command=%s, from=<%s>, nrcpt=%zu",
 	    lc->name, j->h.command, j->st.sender, j->st.n);
 	return 0;
@@ -311,39 +432,35 @@ expanded(const struct state *st)
 }
 
 static int load_or_expand(struct worker *, struct job *, int, const char *,
-    const struct list_conf *);
+    struct list_cache *);
 
 /* Loads the state or takes the snapshot; -1: nothing to send now. */
 static int
 load_state(struct worker *w, struct job *j, int fd)
 {
 	static char err[512];
-	struct list_conf lc;
-	char *head;
-	int rc;
+	struct list_cache *l;
 
 	if (strcmp(j->h.command, "send") == 0)
 		return load_or_expand(w, j, fd, NULL, NULL);
-	if (list_conf_load(LISTDIR, j->h.list, &lc, err, sizeof(err)) == -1) {
+	if ((l = list_get(j, err, sizeof(err))) == NULL) {
 		move_aside(w, j, w->holdfd, SPOOL_HOLD, err);
 		return -1;
 	}
-	make_prepend(j, &lc);
-	head = msghead_read(fd, j->body);
-	prefix_subject(j, head, lc.subject_prefix);
-	j->verp = lc.verp;
-	rc = load_or_expand(w, j, fd, head, &lc);
-	free(head);
-	return rc;
+	make_prepend(j, &l->lc);
+	prefix_subject(j, j->head, l->lc.subject_prefix);
+	j->verp = l->lc.verp;
+	return load_or_expand(w, j, fd, j->head, l);
 }
 
 /* The state of j, or its snapshot when it has none yet. */
 static int
 load_or_expand(struct worker *w, struct job *j, int fd, const char *head,
-    const struct list_conf *lc)
+    struct list_cache *l)
 {
 	const char *why = NULL;
 	unsigned int crashes = 0;
+	int rc;
 
 	if (j->e.held != NULL) {	/* newer than the file: see hold() */
 		j->st = *j->e.held;
@@ -367,12 +484,17 @@ load_or_expand(struct worker *w, struct job *j, int fd, const char *head,
 		j->e.next = time(NULL) + w->ctx->cfg.min_backoff;
 		return -1;
 	}
-	if (strcmp(j->h.command, "bounces") == 0 && incoming_bounce(w, &j->h,
-	    fd, j->body, lc) == 1) {
-		consume(w, j);
-		return -1;
+	if (strcmp(j->h.command, "bounces") == 0) {
+		rc = incoming_bounce(w, &j->h, fd, j->body, l != NULL ?
+		    &l->lc : NULL);
+		if (l != NULL)
+			list_forget_members(l);	/* it may disable one */
+		if (rc == 1) {
+			consume(w, j);
+			return -1;
+		}
 	}
-	if (expand(j, fd, head, lc, &why) == -1) {
+	if (expand(j, fd, head, l, &why) == -1) {
 		move_aside(w, j, w->holdfd, SPOOL_HOLD, why);
 		return -1;
 	}
@@ -395,7 +517,8 @@ static int
 prepare(struct worker *w, struct job *j, time_t now)
 {
 	const char *why;
-	int fd;
+	struct stat sb;
+	int fd, rc;
 
 	j->bucketfd = w->bucketfd[j->e.bucket];
 	worker_doing(w, "preparing", j->e.id);
@@ -405,12 +528,17 @@ prepare(struct worker *w, struct job *j, time_t now)
 		j->skip = 2;	/* gone, or cannot be read: drop from memory */
 		return -1;
 	}
+	if (fstat(fd, &sb) == 0)
+		j->fsize = sb.st_size;	/* immutable: the size for good */
 	if (read_header(j, fd, &why) == -1) {
 		close(fd);
 		move_aside(w, j, w->corruptfd, SPOOL_CORRUPT, why);
 		return -1;
 	}
-	if (load_state(w, j, fd) == -1) {
+	rc = load_state(w, j, fd);
+	free(j->head);
+	j->head = NULL;
+	if (rc == -1) {
 		close(fd);
 		if (j->skip == 0)
 			j->skip = 1;
@@ -521,13 +649,11 @@ verp_sender(struct session *s, struct smtp_msg *m, const char *sender,
 
 /* For SIZE=: the message as sent, prepend and insert included; 0 unknown. */
 static off_t
-message_size(const struct job *j, int fd)
+message_size(const struct job *j)
 {
-	struct stat sb;
-
-	if (fstat(fd, &sb) == -1 || sb.st_size < (off_t)j->body)
+	if (j->fsize < (off_t)j->body)
 		return 0;
-	return sb.st_size - (off_t)j->body + (off_t)strlen(j->prepend) +
+	return j->fsize - (off_t)j->body + (off_t)strlen(j->prepend) +
 	    (off_t)strlen(j->insert);
 }
 
@@ -571,15 +697,16 @@ add_transactions(struct session *s, struct job *j, size_t max_rcpts,
 			cap = left < max_rcpts ? left : max_rcpts;
 			if ((m = session_add(s)) == NULL ||
 			    (m->rcpts = calloc(cap, sizeof(*m->rcpts))) ==
-			    NULL || (m->fd = message_fd(j)) == -1 ||
-			    lseek(m->fd, (off_t)j->body, SEEK_SET) == -1)
+			    NULL || (m->fd = message_fd(j)) == -1)
 				return -1;
+			m->start = (off_t)j->body;
+			m->end = j->fsize;
 			m->app = j;
 			m->sender = j->st.sender;
 			m->prepend = j->prepend;
 			m->insert = j->insert[0] != '\0' ? j->insert : NULL;
 			m->insert_at = j->insert_at;
-			m->size = message_size(j, m->fd);
+			m->size = message_size(j);
 			m->eightbit = (int)j->st.eightbit;
 			if (j->verp && verp_sender(s, m, j->st.sender,
 			    j->st.r[i].addr, delim) == -1)
@@ -981,8 +1108,10 @@ txn_done(struct smtp_msg *m, const char *relay, void *arg)
 }
 
 /*
- * Did the session end before the relay saw any transaction of j that it
- * had not reported?  Then j was not tried in it at all.
+ * Did the session end before the relay saw any transaction of j?  Then
+ * j was not tried in it at all.  One reported transaction is enough to
+ * make it an attempt: its failures are on disk already, without their
+ * DSN, which only settling the attempt sends.
  */
 static int
 never_offered(const struct job *j, const struct session *s)
@@ -990,7 +1119,7 @@ never_offered(const struct job *j, const struct session *s)
 	size_t t;
 
 	for (t = j->first; t < j->first + j->count; t++)
-		if (!s->msgs[t].reported && !s->msgs[t].untried)
+		if (!s->msgs[t].untried)
 			return 0;
 	return 1;
 }
@@ -1069,8 +1198,9 @@ deliver_batch(struct worker *w, const struct sched_entry *due, size_t n)
 {
 	struct job *jobs = calloc(n, sizeof(*jobs));
 	unsigned char dirty[QID_BUCKETS] = { 0 };
+	struct list_cache *lists = NULL;
 	struct session s;
-	size_t i;
+	size_t i, ready;
 
 	if (jobs == NULL) {
 		log_msg(LOG_ERR, NULL, "worker: out of memory");
@@ -1080,9 +1210,13 @@ deliver_batch(struct worker *w, const struct sched_entry *due, size_t n)
 	for (i = 0; i < n; i++) {
 		jobs[i].e = due[i];
 		jobs[i].fd = -1;
+		jobs[i].lists = &lists;
 	}
 	take_held(w, jobs, n);
-	if (prepare_all(w, jobs, n, &s, dirty) > 0) {
+	ready = prepare_all(w, jobs, n, &s, dirty);
+	lists_free(lists);	/* read for this batch's snapshots only */
+	lists = NULL;
+	if (ready > 0) {
 		struct batch b = { w, &s, dirty };
 
 		worker_doing(w, "delivering", ((struct job *)s.msgs[0].app)->e.id);

@@ -14,23 +14,45 @@
 
 #include "msghead.h"
 
-/* The message's header section, at most HEAD_MAX bytes, as a string. */
-char *
-msghead_read(int fd, size_t body)
+/* Cuts buf (n bytes of message, room for one more) to its header section. */
+static char *
+cut_head(char *buf, size_t n)
 {
-	char *buf = malloc(HEAD_MAX + 1), *end;
-	ssize_t n;
+	char *end;
 
-	if (buf == NULL || (n = pread(fd, buf, HEAD_MAX, (off_t)body)) < 0) {
-		free(buf);
-		return NULL;
-	}
 	buf[n] = '\0';
 	if (buf[0] == '\n')
 		buf[0] = '\0';
 	else if ((end = strstr(buf, "\n\n")) != NULL)
 		end[1] = '\0';
 	return buf;
+}
+
+/* The message's header section, at most HEAD_MAX bytes, as a string. */
+char *
+msghead_read(int fd, size_t body)
+{
+	char *buf = malloc(HEAD_MAX + 1);
+	ssize_t n;
+
+	if (buf == NULL || (n = pread(fd, buf, HEAD_MAX, (off_t)body)) < 0) {
+		free(buf);
+		return NULL;
+	}
+	return cut_head(buf, (size_t)n);
+}
+
+char *
+msghead_copy(const char *msg, size_t n)
+{
+	char *buf;
+
+	if (n > HEAD_MAX)
+		n = HEAD_MAX;
+	if ((buf = malloc(n + 1)) == NULL)
+		return NULL;
+	memcpy(buf, msg, n);
+	return cut_head(buf, n);
 }
 
 /*

@@ -16,6 +16,12 @@
 char	*msghead_read(int fd, size_t body);
 
 /*
+ * The same from the first n bytes of a message already in memory (those
+ * past HEAD_MAX are not looked at), or NULL.  Caller frees.
+ */
+char	*msghead_copy(const char *msg, size_t n);
+
+/*
  * The value of the next header "name:" at a line start from *from on
  * (the value runs to the end of its line), or NULL; *from moves past it.
  */

@@ -471,6 +471,8 @@ src_fill(struct src *s)
 	    s->msg->insert_at > s->off &&
 	    (size_t)(s->msg->insert_at - s->off) < IN_CHUNK)
 		n = (size_t)(s->msg->insert_at - s->off);
+	if (s->msg->end > 0 && s->off >= s->msg->end)
+		return 0;	/* the known end: no pread to find it */
 	do
 		r = pread(s->msg->fd, s->c->in, n, s->off);
 	while (r == -1 && errno == EINTR);
@@ -1207,7 +1209,8 @@ add_message(struct ctx *c, struct item *it, struct smtp_msg *m)
 	if (!prepend_ok(m->prepend) || !insert_ok(m->insert))
 		set_why(&y, 4, 0, "4.3.0", "local error: invalid prepend "
 		    "header lines");
-	else if ((it->src.start = lseek(m->fd, 0, SEEK_CUR)) == -1)
+	else if ((it->src.start = m->start > 0 ? m->start :
+	    lseek(m->fd, 0, SEEK_CUR)) == -1)
 		set_why(&y, 4, 0, "4.3.0", "local error: spool file: %s",
 		    strerror(errno));
 	else
@@ -1464,6 +1467,7 @@ mark_untried(struct ctx *c)
 		return;
 	ms = smtp_reverse_path_status(c->items[last].m);
 	next_sent = !c->stop && !find_421(c, &y) && (ms->code / 100 != 2 ||
+	    c->items[last].src.msg->reported ||
 	    final(smtp_message_transfer_status(c->items[last].m)));
 	for (i = last + 1; i < c->n; i++) {
 		if (c->items[i].m == NULL)

@@ -82,7 +82,10 @@ struct smtp_rcpt {		/* one envelope recipient */
 
 struct smtp_msg {		/* one message, one transaction */
 	const char	*sender;	/* envelope sender, "" = <> */
-	int		 fd;		/* spool file at the first message byte */
+	int		 fd;		/* spool file, read with pread only */
+	off_t		 start;		/* its first message byte; 0: the fd's
+					   offset at smtp_deliver() */
+	off_t		 end;		/* its size; 0: read up to EOF */
 	const char	*prepend;	/* header lines, each ending in "\n" */
 	const char	*insert;	/* text inserted where the stream reaches */
 	off_t		 insert_at;	/* this file offset (subject prefix) */

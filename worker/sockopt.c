@@ -40,9 +40,20 @@
  * does not if the executable is linked statically or without libesmtp),
  * so a caller that relies on the hooks can refuse to run without them.
  *
+ * Coalescing: libESMTP writes through a 2 KiB buffer, so a 5 KB message
+ * took three send() calls, each a trip into the kernel.  On a plaintext
+ * socket, write() queues what it is given (after the tx hook) in a fixed
+ * 64 KiB buffer, and the queue goes out in as few send() calls as the
+ * socket takes before libESMTP can wait on the peer: at its next poll()
+ * or read() on the socket, at close(), or when the buffer is full.  The
+ * peer gets the same bytes in the same order, and never waits for a
+ * byte held here while libESMTP waits for its reply; a send error or a
+ * timeout then shows at that poll(), as a dead socket.
+ *
  * Invariants: at most one socket and one SSL are tracked; they stop
  * being tracked at close(); every other descriptor and SSL goes straight
- * to libc and libssl, untouched; the hooks never see ciphertext.
+ * to libc and libssl, untouched; the hooks never see ciphertext; no
+ * queued byte is left behind when libESMTP polls, reads or closes.
  */
 
 #ifndef _GNU_SOURCE
@@ -103,7 +114,10 @@ static struct {
 	SSL			*ssl;	/* libESMTP's TLS on fd, NULL before */
 	struct sockopt_hooks	hooks;
 	struct sockopt_stats	st;
-} T = { .fd = -1, .st.fd = -1 };
+	int			wait_ms; /* libESMTP's last poll timeout */
+	size_t			qlen;	/* bytes queued in q */
+	char			q[65536];
+} T = { .fd = -1, .st.fd = -1, .wait_ms = -1 };
 
 static void *
 next_sym(const char *name)
@@ -281,6 +295,72 @@ note_error(ssize_t r)
 	}
 }
 
+/* MSG_NOSIGNAL: a reset peer must give EPIPE, not kill us. */
+static ssize_t
+send_now(int fd, const void *buf, size_t n)
+{
+	ssize_t	r = send(fd, buf, n, MSG_NOSIGNAL);
+
+	if (r < 0)
+		note_error(r);
+	return r;
+}
+
+/*
+ * Sends the queue, waiting for room at most ms (-1: no limit) in all, as
+ * libESMTP itself would have; 0 when it is all out, -1 with the socket
+ * dead otherwise (a timeout counts as libESMTP's own).
+ */
+static int
+flush(int ms)
+{
+	struct timespec	deadline;
+	struct pollfd	pfd = { .fd = T.fd, .events = POLLOUT };
+	size_t		off = 0;
+	ssize_t		r;
+	long		left = ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += ms / 1000;
+	deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
+	while (off < T.qlen && !T.dead) {
+		r = send(T.fd, T.q + off, T.qlen - off,
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (r > 0) {
+			off += (size_t)r;
+			continue;
+		}
+		if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+		    errno != EINTR) {
+			note_error(r);
+			break;
+		}
+		if (ms >= 0 && (left = ms_left(&deadline)) < 0)
+			left = 0;
+		if (libc.poll(&pfd, 1, ms < 0 ? -1 : (int)left) == 0) {
+			T.st.timedout = T.dead = 1;
+			errno = ETIMEDOUT;
+		}
+	}
+	if (off > 0 && off < T.qlen)	/* what is left goes first */
+		memmove(T.q, T.q + off, T.qlen - off);
+	T.qlen -= off;
+	return T.qlen == 0 ? 0 : -1;
+}
+
+/* Queues n bytes, sending the queue first if they do not fit. */
+static ssize_t
+queue(int fd, const char *buf, size_t n)
+{
+	if (n > sizeof(T.q) - T.qlen && flush(T.wait_ms) == -1)
+		return -1;
+	if (n > sizeof(T.q))
+		return send_now(fd, buf, n);
+	memcpy(T.q + T.qlen, buf, n);
+	T.qlen += n;
+	return (ssize_t)n;
+}
+
 ssize_t
 read(int fd, void *buf, size_t n)
 {
@@ -290,6 +370,8 @@ read(int fd, void *buf, size_t n)
 	resolve();
 	if (fd < 0 || fd != T.fd)
 		return libc.read(fd, buf, n);
+	if (T.qlen > 0 && flush(T.wait_ms) == -1)
+		return -1;
 	/* Linux leaves quick-ACK mode by itself: re-arm it every time.
 	   Reading it back once per connection is proof enough. */
 	if ((T.opts & SOCKOPT_QUICKACK) && T.st.rearms++ == 0)
@@ -315,17 +397,15 @@ write(int fd, const void *buf, size_t n)
 	if (fd < 0 || fd != T.fd)
 		return libc.write(fd, buf, n);
 	T.st.writes++;
-	if (T.hooks.tx != NULL && T.ssl == NULL)	/* not ciphertext */
+	if (T.ssl != NULL)				/* ciphertext */
+		return T.qlen > 0 && flush(T.wait_ms) == -1 ? -1 :
+		    send_now(fd, buf, n);
+	if (T.hooks.tx != NULL)
 		drop = T.hooks.tx(T.hooks.arg, buf, n);
 	if (drop < 0 || (size_t)drop > n)
 		return refuse(fd);
-	/* MSG_NOSIGNAL: a reset peer must give EPIPE, not kill us. */
-	r = send(fd, (const char *)buf + drop, n - (size_t)drop,
-	    MSG_NOSIGNAL);
-	if (r < 0) {
-		note_error(r);
+	if ((r = queue(fd, (const char *)buf + drop, n - (size_t)drop)) < 0)
 		return -1;
-	}
 	if (T.hooks.txdone != NULL)
 		T.hooks.txdone(T.hooks.arg, (size_t)drop);
 	return r + drop;
@@ -379,6 +459,10 @@ sockopt_poll(struct pollfd *fds, nfds_t n, int timeout)
 	resolve();
 	if (T.fd < 0 || fds == NULL || !polls_tracked(fds, n))
 		return libc.poll(fds, n, timeout);
+	if (timeout != 0)	/* a 0 only asks: not a time to wait */
+		T.wait_ms = timeout;
+	if (T.qlen > 0 && flush(T.wait_ms) == -1 && T.st.timedout)
+		return 0;	/* libESMTP's timeout, on the way out */
 	if (T.dead) {
 		errno = ECONNRESET;
 		return -1;
@@ -396,6 +480,9 @@ close(int fd)
 {
 	resolve();
 	if (fd >= 0 && fd == T.fd) {
+		if (T.qlen > 0 && !T.dead)	/* a last QUIT: no wait */
+			(void)send(fd, T.q, T.qlen, MSG_NOSIGNAL | MSG_DONTWAIT);
+		T.qlen = 0;
 		T.fd = -1;
 		T.ssl = NULL;
 	}
@@ -499,6 +586,8 @@ sockopt_arm(int opts, int connect_timeout_ms, const struct sockopt_hooks *h)
 	T.fd = -1;
 	T.ssl = NULL;
 	T.dead = 0;
+	T.qlen = 0;
+	T.wait_ms = -1;
 	T.opts = opts;
 	T.timeout_ms = connect_timeout_ms;
 	if (h != NULL)
@@ -514,6 +603,7 @@ sockopt_disarm(void)
 	T.armed = 0;
 	T.fd = -1;
 	T.ssl = NULL;
+	T.qlen = 0;
 	memset(&T.hooks, 0, sizeof(T.hooks));
 }
 

@@ -34,7 +34,9 @@
  *          written), or -1 to refuse the write: the connection is then
  *          shut down so that libESMTP sees it drop.  Must not change
  *          state: the same buffer comes back if the write is retried.
- *  txdone: after a write that sent something, with what tx dropped.
+ *  txdone: after a write whose bytes were taken (queued to go out
+ *          before libESMTP next polls, reads or closes), with what tx
+ *          dropped.
  *  tls:    once, when libESMTP starts the TLS handshake on the socket
  *          (after the 220 to STARTTLS), with its SSL *.
  */

@@ -462,7 +462,9 @@ count_outcomes(const struct tally *y, size_t msgs, struct outcome *o)
 			o->failed += dsn;
 			o->reported[m] += dsn;
 			o->dups += got + dsn > 1 ? got + dsn - 1 : 0;
-			o->lost += got + dsn == 0;
+			if (got + dsn == 0 && o->lost++ < 10)
+				torture_report("faults", "lost: message %zu "
+				    "(list f%zu) to m%zu", i, i % LISTS, m);
 		}
 }
 
