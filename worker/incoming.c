@@ -25,20 +25,6 @@
 #include "notify.h"
 #include "settings.h"
 
-static char *
-read_message(int fd, size_t body)
-{
-	char *buf = malloc(BOUNCE_MAX + 1);
-	ssize_t n;
-
-	if (buf == NULL || (n = pread(fd, buf, BOUNCE_MAX, (off_t)body)) < 0) {
-		free(buf);
-		return NULL;
-	}
-	buf[n] = '\0';
-	return buf;
-}
-
 static bool
 is_member(const struct addr_list *members, const char *addr)
 {
@@ -137,9 +123,9 @@ incoming_bounce(struct worker *w, const struct entry_header *h, int fd,
 	struct bounce_hit hits[BOUNCE_HITS];
 	char local[LIST_NAME_MAX + 16], verp[ADDR_MAX + 1] = "";
 	char *msg, *head;
-	size_t n;
+	size_t n, len;
 
-	if ((msg = read_message(fd, body)) == NULL)
+	if ((msg = msghead_pread(fd, body, BOUNCE_MAX, &len)) == NULL)
 		return 0;
 	n = bounce_parse(msg, hits, BOUNCE_HITS);
 	free(msg);

@@ -28,18 +28,30 @@ cut_head(char *buf, size_t n)
 	return buf;
 }
 
+/* At most max bytes of the message from offset body, as a string. */
+char *
+msghead_pread(int fd, size_t body, size_t max, size_t *len)
+{
+	char *buf = malloc(max + 1);
+	ssize_t n;
+
+	if (buf == NULL || (n = pread(fd, buf, max, (off_t)body)) < 0) {
+		free(buf);
+		return NULL;
+	}
+	buf[n] = '\0';
+	*len = (size_t)n;
+	return buf;
+}
+
 /* The message's header section, at most HEAD_MAX bytes, as a string. */
 char *
 msghead_read(int fd, size_t body)
 {
-	char *buf = malloc(HEAD_MAX + 1);
-	ssize_t n;
+	size_t n;
+	char *buf = msghead_pread(fd, body, HEAD_MAX, &n);
 
-	if (buf == NULL || (n = pread(fd, buf, HEAD_MAX, (off_t)body)) < 0) {
-		free(buf);
-		return NULL;
-	}
-	return cut_head(buf, (size_t)n);
+	return buf == NULL ? NULL : cut_head(buf, n);
 }
 
 char *

@@ -14,6 +14,8 @@
  * (each line ending in LF, no empty line), or NULL.  Caller frees.
  */
 char	*msghead_read(int fd, size_t body);
+/* At most max bytes of the message from offset body, NUL-terminated. */
+char	*msghead_pread(int fd, size_t body, size_t max, size_t *len);
 
 /*
  * The same from the first n bytes of a message already in memory (those
