@@ -1,16 +1,20 @@
 /*
- * STARTTLS, AUTH, SIZE and 8BITMIME end to end: the wrapper enqueues,
+ * STARTTLS, AUTH, SIZE, 8BITMIME and PIPELINING end to end: the wrapper
+ * enqueues,
  * listqd delivers into the test sink started with -T (a throw-away
  * certificate made here with the openssl command), -A or -S, and each
  * test reads what the sink recorded (X-Sink-TLS, X-Sink-Auth,
- * X-Sink-Mail-Params, the message bytes) and what listqd logged.
+ * X-Sink-Mail-Params, X-Sink-Pipelined, the message bytes) and what
+ * listqd logged.
  *
  * Invariants checked: a TLS session delivers the message byte for byte
  * (the decoy is removed from the plaintext, CHUNKING hidden in the EHLO
  * reply that comes over TLS); encrypt never sends a message without a
  * verified TLS session; the password never shows in the log or in the
  * command line of a listqd process, and leaves in clear text only with
- * smtp_tls = none.
+ * smtp_tls = none; a MAIL sent ahead of its reply (pipelining) is judged
+ * by the relay's own reply to it, never by the 503s that follow a
+ * refused MAIL.
  */
 #include <sys/stat.h>
 
@@ -590,4 +594,58 @@ Test(size, eightbit_announced_only_for_8bit, .init = setup,
 	}
 	cr_assert_eq(eight, 1);
 	cr_assert_eq(seven, 1);
+}
+
+/*
+ * RFC 2920: MAIL leaves with RCPT and DATA in one write, and every
+ * message of the session is delivered whole.
+ */
+Test(pipelining, mail_goes_with_rcpt_and_data, .init = setup,
+    .fini = teardown, .timeout = 60)
+{
+	make_list("zayin", 2);
+	sink_start(&S, NULL, 0, false);
+	daemon_config(&D, S.port, NULL);
+	daemon_start(&D, 1);
+	post("zayin", "Subject: one\n\nfirst\n");
+	post("zayin", "Subject: two\n\nsecond\n");
+	wait_delivered(2);
+	assert_envelope_has(1, "X-Sink-Pipelined: yes\n", true);
+	assert_envelope_has(2, "X-Sink-Pipelined: yes\n", true);
+	assert_envelope_has(1, "X-Sink-Rcpt-To: <m1@members.example>\n",
+	    true);
+	cr_assert_eq(log_count(&D, "status=sent"), 4);
+}
+
+/* A refused MAIL: deferred with its reply; the 503s after it unseen. */
+Test(pipelining, mail_refused_defers_with_its_reply, .init = setup,
+    .fini = teardown, .timeout = 60)
+{
+	make_list("het", 2);
+	sink_start(&S, "cmd MAIL 451 4.3.2 not now, come back later\n", 0,
+	    false);
+	daemon_config(&D, S.port, "min_backoff = 1h\nmax_backoff = 2h\n");
+	daemon_start(&D, 1);
+	post("het", "Subject: x\n\ny\n");
+	wait_log("status=deferred (451 4.3.2 not now, come back later)");
+	cr_assert_eq(log_count(&D, "status=deferred (451 4.3.2 not now"), 2,
+	    "%s", daemon_log(&D));
+	cr_assert_eq(log_count(&D, "503"), 0, "%s", daemon_log(&D));
+	cr_assert_eq(sink_count(&S), 0);
+}
+
+/* ... and a MAIL refused for good fails every recipient with its reply. */
+Test(pipelining, mail_refused_for_good_fails_with_its_reply,
+    .init = setup, .fini = teardown, .timeout = 60)
+{
+	make_list("tet", 2);
+	sink_start(&S, "from ?* cmd MAIL 550 5.7.1 sender not welcome\n", 0,
+	    false);
+	daemon_config(&D, S.port, NULL);
+	daemon_start(&D, 1);
+	post("tet", "Subject: x\n\ny\n");
+	wait_log("dsn=5.7.1, status=failed (550 5.7.1 sender not welcome)");
+	cr_assert_eq(log_count(&D, "status=failed (550 5.7.1 sender not "
+	    "welcome)"), 2, "%s", daemon_log(&D));
+	cr_assert_eq(log_count(&D, "503"), 0, "%s", daemon_log(&D));
 }

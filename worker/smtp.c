@@ -28,6 +28,22 @@
  * run yet.  libESMTP would go on to MAIL after a failed AUTH; the gate
  * makes that a deferral, with the relay's own reply as the reason.
  *
+ * Pipelining.  libESMTP 1.1 waits for the reply to MAIL before it writes
+ * RCPT and DATA, even to a relay that offers PIPELINING (RFC 2920 lets
+ * the three go together): one more round trip per message.  So when
+ * libESMTP writes a MAIL command on its own, no reply due, on a plain
+ * connection to a relay offering PIPELINING, the write hook has
+ * sockopt.c answer it at once with MAIL_ANSWER; libESMTP goes on with
+ * RCPT and DATA, and all three leave in one write.  The relay's real
+ * reply to MAIL, cut from the stream, becomes the message's MAIL status
+ * (mail_status()), which every decision below reads in place of
+ * libESMTP's.  After a refused MAIL the relay answers the RCPTs and the
+ * DATA with 503; libESMTP records them and sends no data, and they are
+ * never looked at, because a refused MAIL decides for the whole message
+ * first (whole_msg()).  A MAIL whose real reply never came counts as
+ * unanswered, exactly as without pipelining: no 354 can have come
+ * either, so no data went.  Over TLS MAIL waits for its reply as before.
+ *
  * Invariants:
  *  - the server receives prepend + message, LF -> CRLF, dot-stuffed;
  *  - no message byte is sent unless the socket hooks are in effect;
@@ -39,7 +55,9 @@
  *  - the password is never logged nor put in a reply text;
  *  - memory does not grow with message size (64 KiB in, 128 KiB out);
  *  - every recipient ends with status 2, 4 or 5 and a one-line reply of
- *    printable ASCII.
+ *    printable ASCII;
+ *  - a message is judged by the relay's own reply to its MAIL, also when
+ *    the MAIL went ahead of that reply.
  */
 
 #include <sys/types.h>
@@ -83,6 +101,10 @@
 #define X_AUTH		0x02
 #define X_SIZE		0x04
 #define X_8BITMIME	0x08
+#define X_PIPELINING	0x10
+
+/* What libESMTP reads for a MAIL sent ahead (see "Pipelining" above). */
+#define MAIL_ANSWER	"250 2.1.0 sent ahead\r\n"
 
 /* What libESMTP's header pass eats; it is never sent (see above). */
 static const char decoy[] =
@@ -112,6 +134,9 @@ struct item {
 	smtp_recipient_t	*r;	/* NULL entry: refused address */
 	unsigned long		 size;	/* announced with SIZE= */
 	struct src		 src;
+	int			 ahead;	/* MAIL sent ahead: mail is its reply */
+	smtp_status_t		 mail;	/* code 0 until the reply came */
+	char			 mail_text[SMTP_REPLY_MAX];
 };
 
 struct wire {			/* state of the socket hooks */
@@ -127,6 +152,7 @@ struct wire {			/* state of the socket hooks */
 	int	tls_up;		/* libESMTP started TLS on the socket */
 	int	in_auth;	/* an AUTH exchange is under way */
 	int	authed;		/* the relay answered 235 */
+	int	ahead;		/* a MAIL just went ahead of its reply */
 	int	auth_refused;	/* ... or 535: no second try */
 	char	auth_reply[SMTP_REPLY_MAX]; /* its failure reply */
 };
@@ -160,6 +186,7 @@ struct ctx {
 	struct wire		 w;
 	const struct smtp_relay	*rl;
 	int			 stop;	/* the caller ended the session */
+	struct item		*await;	/* whose MAIL reply is still to come */
 };
 
 /* ---- text ---------------------------------------------------------- */
@@ -570,6 +597,7 @@ ehlo_keyword(struct wire *w, const char *line)
 	} known[] = {
 		{ "STARTTLS", X_STARTTLS }, { "AUTH", X_AUTH },
 		{ "SIZE", X_SIZE }, { "8BITMIME", X_8BITMIME },
+		{ "PIPELINING", X_PIPELINING },
 	};
 	const char	*kw = line + 4;
 	size_t		 i, n = strcspn(kw, " =\r\n");
@@ -736,6 +764,18 @@ gate_mail(struct ctx *c)
 	return -1;
 }
 
+/*
+ * A MAIL command written on its own, with no reply due, to a relay that
+ * offers PIPELINING: it may go ahead of its reply (see the top).
+ */
+static int
+mail_alone(const struct ctx *c, const char *buf, size_t len)
+{
+	return (c->w.ext & X_PIPELINING) && !c->w.native && !c->w.tls_up &&
+	    c->w.col == 0 && begins(buf, len, "MAIL FROM:") &&
+	    memchr(buf, '\n', len) == buf + len - 1;
+}
+
 static ssize_t
 tx_hook(void *arg, const char *buf, size_t len)
 {
@@ -754,8 +794,12 @@ tx_hook(void *arg, const char *buf, size_t len)
 	if (c->auth != NULL && !w->authed && begins(buf, len, "AUTH "))
 		return gate_auth(c);
 	if ((c->tls == TLS_ENCRYPT && !w->tls_up) ||
-	    (c->auth != NULL && !w->authed))
-		return has_mail(buf, len) ? gate_mail(c) : 0;
+	    (c->auth != NULL && !w->authed)) {
+		if (has_mail(buf, len) && gate_mail(c) == -1)
+			return -1;
+	}
+	if (mail_alone(c, buf, len) && sockopt_answer(MAIL_ANSWER) == 0)
+		w->ahead = 1;
 	return 0;
 }
 
@@ -766,6 +810,68 @@ txdone_hook(void *arg, size_t dropped)
 
 	if (dropped > 0)
 		c->w.strip = 0;
+}
+
+/* A server line "NNN x.y.z text" as libESMTP would have parsed it. */
+static void
+line_status(const char *line, smtp_status_t *st, char *text, size_t len)
+{
+	const char	*p, *q;
+	uint64_t	 n, sub, det;
+
+	memset(st, 0, sizeof(*st));
+	st->text = text;
+	text[0] = '\0';
+	if (number_scan(line, 999, &n, &p) == -1 || p != line + 3 || n < 200)
+		return;		/* not a reply: as if none came */
+	st->code = (int)n;
+	p += strspn(p, " -");
+	if (*p >= '2' && *p <= '5' && p[1] == '.' &&
+	    number_scan(p + 2, 999, &sub, &q) == 0 && *q == '.' &&
+	    number_scan(q + 1, 999, &det, &q) == 0 &&
+	    (*q == ' ' || *q == '\0')) {
+		st->enh_class = *p - '0';
+		st->enh_subject = (int)sub;
+		st->enh_detail = (int)det;
+		p = q + strspn(q, " ");
+	}
+	clean(text, len, p);
+}
+
+/* The relay's own reply to a MAIL that went ahead of it. */
+static void
+answered_hook(void *arg, const char *line)
+{
+	struct ctx	*c = arg;
+	struct item	*it = c->await;
+
+	c->await = NULL;
+	if (it != NULL)
+		line_status(line, &it->mail, it->mail_text,
+		    sizeof(it->mail_text));
+}
+
+/* libESMTP took MAIL_ANSWER for message m: its real reply is to come. */
+static void
+mail_went_ahead(struct ctx *c, smtp_message_t m)
+{
+	size_t	i;
+
+	if (!c->w.ahead)
+		return;
+	c->w.ahead = 0;
+	for (i = 0; i < c->n; i++)
+		if (c->items[i].m == m) {
+			c->items[i].ahead = 1;
+			c->await = &c->items[i];
+		}
+}
+
+/* The relay's reply to the MAIL of it: libESMTP's, or the real one. */
+static const smtp_status_t *
+mail_status(const struct item *it)
+{
+	return it->ahead ? &it->mail : smtp_reverse_path_status(it->m);
 }
 
 /*
@@ -885,6 +991,10 @@ event_cb(smtp_session_t session, int ev, void *arg, ...)
 		break;
 	case SMTP_EV_MESSAGESENT:
 		message_sent(c, va_arg(ap, smtp_message_t));
+		break;
+	case SMTP_EV_MAILSTATUS:
+		(void)va_arg(ap, const char *);
+		mail_went_ahead(c, va_arg(ap, smtp_message_t));
 		break;
 	case SMTP_EV_STARTTLS_OK:
 		ssl = va_arg(ap, SSL *);
@@ -1328,7 +1438,7 @@ find_421(struct ctx *c, struct why *y)
 	for (i = 0; i < c->n; i++) {
 		if ((it = &c->items[i])->m == NULL)
 			continue;
-		if (is_421(smtp_reverse_path_status(it->m), 0, y))
+		if (is_421(mail_status(it), 0, y))
 			return 1;
 		for (j = 0; j < it->src.msg->nrcpts; j++)
 			if (it->r[j] != NULL &&
@@ -1387,7 +1497,7 @@ rcpt_outcome(const struct ctx *c, const struct item *it,
 static int
 whole_msg(const struct ctx *c, struct item *it, const struct why *cut)
 {
-	const smtp_status_t	*ms = smtp_reverse_path_status(it->m);
+	const smtp_status_t	*ms = mail_status(it);
 	const smtp_status_t	*ds = smtp_message_transfer_status(it->m);
 	struct why		 y;
 
@@ -1461,11 +1571,11 @@ mark_untried(struct ctx *c)
 
 	for (i = 0; i < c->n; i++)
 		if (c->items[i].m != NULL &&
-		    smtp_reverse_path_status(c->items[i].m)->code != 0)
+		    mail_status(&c->items[i])->code != 0)
 			last = i;
 	if (last == c->n)
 		return;
-	ms = smtp_reverse_path_status(c->items[last].m);
+	ms = mail_status(&c->items[last]);
 	next_sent = !c->stop && !find_421(c, &y) && (ms->code / 100 != 2 ||
 	    c->items[last].src.msg->reported ||
 	    final(smtp_message_transfer_status(c->items[last].m)));
@@ -1486,7 +1596,7 @@ any_tried(const struct ctx *c)
 
 	for (i = 0; i < c->n; i++)
 		if (c->items[i].m != NULL &&
-		    smtp_reverse_path_status(c->items[i].m)->code != 0)
+		    mail_status(&c->items[i])->code != 0)
 			return 1;
 	return 0;
 }
@@ -1496,7 +1606,7 @@ static int
 run(struct ctx *c, const struct smtp_relay *rl)
 {
 	struct sockopt_hooks	h = { rx_hook, tx_hook, txdone_hook, tls_hook,
-				    c };
+				    answered_hook, c };
 	struct sockopt_stats	st;
 	struct why		y;
 	size_t			i;

@@ -45,15 +45,30 @@
  * socket, write() queues what it is given (after the tx hook) in a fixed
  * 64 KiB buffer, and the queue goes out in as few send() calls as the
  * socket takes before libESMTP can wait on the peer: at its next poll()
- * or read() on the socket, at close(), or when the buffer is full.  The
+ * that may wait or read() on the socket, at close(), or when the buffer
+ * is full.  The
  * peer gets the same bytes in the same order, and never waits for a
  * byte held here while libESMTP waits for its reply; a send error or a
  * timeout then shows at that poll(), as a dead socket.
  *
+ * Early answers (sockopt_answer): for a command the tx hook lets go
+ * ahead of its reply, libESMTP's next read() returns the reply it was
+ * given at once, and poll() says readable without asking the kernel;
+ * the command waits in the queue for those libESMTP writes next.  The
+ * server's real reply, which comes first because no other was due, is
+ * cut from what read() returns and handed to the answered hook; when
+ * nothing else came with it, read() fails with EAGAIN and libESMTP
+ * polls again, with its own timeout.  Likewise a poll() for POLLOUT is
+ * answered at once while the queue has room, and the queue goes out at
+ * a poll() that may wait (a timeout other than 0), a read() or close():
+ * commands libESMTP issues one at a time leave in one send().
+ *
  * Invariants: at most one socket and one SSL are tracked; they stop
  * being tracked at close(); every other descriptor and SSL goes straight
  * to libc and libssl, untouched; the hooks never see ciphertext; no
- * queued byte is left behind when libESMTP polls, reads or closes.
+ * queued byte is left behind when libESMTP waits in poll(), reads or
+ * closes; libESMTP never reads the server's reply to a command answered
+ * early, and reads every other server byte, in order.
  */
 
 #ifndef _GNU_SOURCE
@@ -117,6 +132,11 @@ static struct {
 	int			wait_ms; /* libESMTP's last poll timeout */
 	size_t			qlen;	/* bytes queued in q */
 	char			q[65536];
+	char			ans[SOCKOPT_ANSWER_MAX]; /* early answer */
+	size_t			anslen, anspos;	/* its length, bytes read */
+	int			skip;	/* the server's reply to take out */
+	size_t			skipcol;
+	char			skipline[512];
 } T = { .fd = -1, .st.fd = -1, .wait_ms = -1 };
 
 static void *
@@ -361,6 +381,57 @@ queue(int fd, const char *buf, size_t n)
 	return (ssize_t)n;
 }
 
+/* libESMTP reads the early answer (sockopt_answer) as the reply. */
+static ssize_t
+give_answer(char *buf, size_t n)
+{
+	size_t	k = T.anslen - T.anspos;
+
+	if (k > n)
+		k = n;
+	memcpy(buf, T.ans + T.anspos, k);
+	T.anspos += k;
+	if (T.hooks.rx != NULL)
+		T.hooks.rx(T.hooks.arg, buf, k);
+	return (ssize_t)k;
+}
+
+/* One line of the server's reply to the answered command is complete. */
+static void
+skip_line_done(void)
+{
+	T.skipline[T.skipcol] = '\0';
+	T.skipline[strcspn(T.skipline, "\r")] = '\0';
+	T.skipcol = 0;
+	/* "ddd-" goes on to another line; anything else ends the reply. */
+	if (strlen(T.skipline) >= 4 && T.skipline[3] == '-')
+		return;
+	T.skip = 0;
+	if (T.hooks.answered != NULL)
+		T.hooks.answered(T.hooks.arg, T.skipline);
+}
+
+/*
+ * Takes the server's reply to an answered command out of the n bytes
+ * at buf (it comes first: no other reply was due); returns how many
+ * bytes are left for libESMTP, moved to the front.
+ */
+static size_t
+take_out(char *buf, size_t n)
+{
+	size_t	i = 0;
+
+	while (T.skip && i < n) {
+		if (buf[i] == '\n')
+			skip_line_done();
+		else if (T.skipcol < sizeof(T.skipline) - 1)
+			T.skipline[T.skipcol++] = buf[i];
+		i++;
+	}
+	memmove(buf, buf + i, n - i);
+	return n - i;
+}
+
 ssize_t
 read(int fd, void *buf, size_t n)
 {
@@ -370,6 +441,8 @@ read(int fd, void *buf, size_t n)
 	resolve();
 	if (fd < 0 || fd != T.fd)
 		return libc.read(fd, buf, n);
+	if (T.anspos < T.anslen)
+		return give_answer(buf, n);
 	if (T.qlen > 0 && flush(T.wait_ms) == -1)
 		return -1;
 	/* Linux leaves quick-ACK mode by itself: re-arm it every time.
@@ -381,9 +454,16 @@ read(int fd, void *buf, size_t n)
 		    sizeof(one));
 	T.st.reads++;
 	r = libc.read(fd, buf, n);
-	if (r <= 0)
+	if (r <= 0) {
 		note_error(r);
-	else if (T.hooks.rx != NULL && T.ssl == NULL)	/* not ciphertext */
+		return r;
+	}
+	if (T.skip && T.ssl == NULL &&
+	    (r = (ssize_t)take_out(buf, (size_t)r)) == 0) {
+		errno = EAGAIN;		/* nothing yet: libESMTP polls again */
+		return -1;
+	}
+	if (T.hooks.rx != NULL && T.ssl == NULL)	/* not ciphertext */
 		T.hooks.rx(T.hooks.arg, buf, (size_t)r);
 	return r;
 }
@@ -450,7 +530,31 @@ write_first(struct pollfd *fds, nfds_t n, int r)
 	return r;
 }
 
-/* A dead socket must not look readable to libESMTP again (see top). */
+/*
+ * The tracked socket is ready for ev (POLLIN: an early answer waits;
+ * POLLOUT: the queue takes the write) without asking the kernel.
+ */
+static int
+ready_now(struct pollfd *fds, nfds_t n, short ev)
+{
+	nfds_t	i;
+	int	r = 0;
+
+	for (i = 0; i < n; i++) {
+		fds[i].revents = 0;
+		if (fds[i].fd == T.fd)
+			fds[i].revents = (short)(fds[i].events & ev);
+		r += fds[i].revents != 0;
+	}
+	return r;
+}
+
+/*
+ * A dead socket must not look readable to libESMTP again (see top).
+ * The queue goes out when libESMTP is about to wait, not when it only
+ * asks (timeout 0), so that commands it issues one by one while
+ * pipelining leave together.
+ */
 int
 sockopt_poll(struct pollfd *fds, nfds_t n, int timeout)
 {
@@ -459,9 +563,15 @@ sockopt_poll(struct pollfd *fds, nfds_t n, int timeout)
 	resolve();
 	if (T.fd < 0 || fds == NULL || !polls_tracked(fds, n))
 		return libc.poll(fds, n, timeout);
+	if (T.anspos < T.anslen && (r = ready_now(fds, n, POLLIN)) > 0)
+		return r;
 	if (timeout != 0)	/* a 0 only asks: not a time to wait */
 		T.wait_ms = timeout;
-	if (T.qlen > 0 && flush(T.wait_ms) == -1 && T.st.timedout)
+	if (T.ssl == NULL && !T.dead && T.qlen < sizeof(T.q) &&
+	    (r = ready_now(fds, n, POLLOUT)) > 0)
+		return r;
+	if (timeout != 0 && T.qlen > 0 && flush(T.wait_ms) == -1 &&
+	    T.st.timedout)
 		return 0;	/* libESMTP's timeout, on the way out */
 	if (T.dead) {
 		errno = ECONNRESET;
@@ -475,6 +585,14 @@ sockopt_poll(struct pollfd *fds, nfds_t n, int timeout)
 	return r;
 }
 
+/* No early answer pending, no reply to take out. */
+static void
+forget_answer(void)
+{
+	T.anslen = T.anspos = T.skipcol = 0;
+	T.skip = 0;
+}
+
 int
 close(int fd)
 {
@@ -485,6 +603,7 @@ close(int fd)
 		T.qlen = 0;
 		T.fd = -1;
 		T.ssl = NULL;
+		forget_answer();
 	}
 	return libc.close(fd);
 }
@@ -588,6 +707,7 @@ sockopt_arm(int opts, int connect_timeout_ms, const struct sockopt_hooks *h)
 	T.dead = 0;
 	T.qlen = 0;
 	T.wait_ms = -1;
+	forget_answer();
 	T.opts = opts;
 	T.timeout_ms = connect_timeout_ms;
 	if (h != NULL)
@@ -604,7 +724,24 @@ sockopt_disarm(void)
 	T.fd = -1;
 	T.ssl = NULL;
 	T.qlen = 0;
+	forget_answer();
 	memset(&T.hooks, 0, sizeof(T.hooks));
+}
+
+int
+sockopt_answer(const char *reply)
+{
+	size_t	len = strlen(reply);
+
+	if (T.fd < 0 || T.ssl != NULL || T.dead || T.skip ||
+	    T.anspos < T.anslen || len > sizeof(T.ans))
+		return -1;
+	memcpy(T.ans, reply, len);
+	T.anslen = len;
+	T.anspos = T.skipcol = 0;
+	T.skip = 1;
+	T.st.answers++;
+	return 0;
 }
 
 void

@@ -39,12 +39,17 @@
  *          dropped.
  *  tls:    once, when libESMTP starts the TLS handshake on the socket
  *          (after the 220 to STARTTLS), with its SSL *.
+ *  answered: with the last line (no CRLF) of the server's reply to a
+ *          command that sockopt_answer() answered early; that reply is
+ *          taken out of what libESMTP reads (rx never sees it).  Not
+ *          called if the connection ends first.
  */
 struct sockopt_hooks {
 	void	(*rx)(void *arg, char *buf, size_t len);
 	ssize_t	(*tx)(void *arg, const char *buf, size_t len);
 	void	(*txdone)(void *arg, size_t dropped);
 	void	(*tls)(void *arg, void *ssl);
+	void	(*answered)(void *arg, const char *line);
 	void	 *arg;
 };
 
@@ -58,6 +63,7 @@ struct sockopt_stats {
 	int		quickack;	/* TCP_QUICKACK read back (first read) */
 	unsigned long	rearms;		/* TCP_QUICKACK re-arms */
 	unsigned long	reads, writes;	/* read()/write() calls on the socket */
+	unsigned long	answers;	/* commands answered early */
 	int		connect_errno;	/* last failed connect, 0 if none */
 	int		eof;		/* the peer closed the connection */
 	int		timedout;	/* a libESMTP timeout expired */
@@ -76,5 +82,15 @@ void	sockopt_arm(int opts, int connect_timeout_ms,
 	    const struct sockopt_hooks *);
 void	sockopt_disarm(void);
 void	sockopt_stats(struct sockopt_stats *);
+/*
+ * From the tx hook, for the one command being written when no reply is
+ * due: libESMTP's next read returns reply (a complete "ddd ...\r\n"
+ * line, at most SOCKOPT_ANSWER_MAX bytes) at once, the command stays
+ * queued to leave with the ones libESMTP writes next, and the server's
+ * own reply goes to the answered hook instead of libESMTP.  -1 (and
+ * nothing changes) over TLS, or while an earlier answer is pending.
+ */
+#define SOCKOPT_ANSWER_MAX	64
+int	sockopt_answer(const char *reply);
 
 #endif

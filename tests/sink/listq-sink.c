@@ -32,7 +32,8 @@
  * Recorded (-d): DIR/<seq>.eml, seq an 8-digit counter, holding the lines
  * "X-Sink-Mail-From: <addr>", one "X-Sink-Rcpt-To: <addr>" per accepted
  * recipient, "X-Sink-Connection: <n>", "X-Sink-Peer-Port: <port>",
- * "X-Sink-TLS: yes|no", and when they apply "X-Sink-Auth: <user>" and
+ * "X-Sink-TLS: yes|no", "X-Sink-Pipelined: yes|no" (a command came after
+ * MAIL before its reply), and when they apply "X-Sink-Auth: <user>" and
  * "X-Sink-Mail-Params: <params>", each ending in LF, then an empty line
  * (LF), then the message as received after dot-unstuffing.  -L adds
  * "<seq> addr" per accepted recipient.  README.md has the details.
@@ -219,6 +220,7 @@ struct conn {
 	int		 chunking;	/* BDAT has started its data */
 	char		*from;
 	char		*params;	/* MAIL parameters, "" if none */
+	int		 ahead;		/* a command came after MAIL unasked */
 	char		**rcpt;
 	size_t		 nrcpt, rcptcap;
 	FILE		*fp;
@@ -932,6 +934,7 @@ tx_open_data(struct conn *c, unsigned ev)
 	fprintf(c->fp, "X-Sink-Connection: %llu\n", c->id);
 	fprintf(c->fp, "X-Sink-Peer-Port: %d\n", peer_port(c->fd));
 	fprintf(c->fp, "X-Sink-TLS: %s\n", c->ssl != NULL ? "yes" : "no");
+	fprintf(c->fp, "X-Sink-Pipelined: %s\n", c->ahead ? "yes" : "no");
 	if (c->auth_user != NULL)
 		fprintf(c->fp, "X-Sink-Auth: %s\n", c->auth_user);
 	if (c->params != NULL && *c->params != '\0')
@@ -1188,6 +1191,22 @@ size_param(const char *params)
 	return 0;
 }
 
+/*
+ * Whether the client sent a whole line after the command being handled
+ * (the line at rpos) before its reply: pipelining, as far as the sink
+ * can see it.
+ */
+static int
+lines_after_command(const struct conn *c)
+{
+	const char *p = c->in + c->rpos, *end = c->in + c->wpos, *nl;
+
+	if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL)
+		return 0;
+	nl++;
+	return memchr(nl, '\n', (size_t)(end - nl)) != NULL;
+}
+
 static void
 cmd_mail(struct conn *c, char *arg)
 {
@@ -1220,6 +1239,7 @@ cmd_mail(struct conn *c, char *arg)
 		return;
 	c->from = xstrdup(addr);
 	c->params = xstrdup(params);
+	c->ahead = lines_after_command(c);
 	c->in_tx = 1;
 	if (r != NULL)
 		reply_rule(c, r);
