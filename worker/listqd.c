@@ -6,7 +6,8 @@
  * Reads the configuration (a bad one is refused, naming file, line and
  * key), becomes the service user when started as root, checks the spool,
  * takes the spool's pidfile lock (one daemon per spool: a second one
- * exits 75 naming the first) and runs the master (master.c) in the
+ * exits 75 naming the first; a full spool leaves the pidfile empty but
+ * the lock held) and runs the master (master.c) in the
  * foreground under systemd (Type=notify) or with -F, which also copies
  * every log line to stderr; otherwise it detaches.
  */
@@ -67,6 +68,25 @@ lock_spool(void)
 	log_exit(EX_TEMPFAIL, NULL, "pidfile %s: %s", path, strerror(errno));
 }
 
+/*
+ * A full spool must not keep out the daemon that empties it.  The lock,
+ * not the pid in the file, keeps a second listqd away; but libbsd's
+ * pidfile_write() drops file and lock when the write fails, so on
+ * ENOSPC the lock is taken again on an empty pidfile (which needs no
+ * data block), and listqd runs.
+ */
+static struct pidfh *
+write_pid(struct pidfh *pfh)
+{
+	if (pidfile_write(pfh) == 0)
+		return pfh;
+	if (errno != ENOSPC && errno != EDQUOT)
+		log_exit(EX_TEMPFAIL, NULL, "pidfile: %s", strerror(errno));
+	log_msg(LOG_WARNING, NULL, "pidfile: %s; running with the spool "
+	    "locked and no pid in the pidfile", strerror(errno));
+	return lock_spool();
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -107,8 +127,7 @@ main(int argc, char *argv[])
 	if (!foreground && getenv("NOTIFY_SOCKET") == NULL &&
 	    daemon(0, 0) == -1)
 		log_exit(EX_OSERR, NULL, "daemon: %s", strerror(errno));
-	if (pidfile_write(pfh) == -1)
-		log_exit(EX_TEMPFAIL, NULL, "pidfile: %s", strerror(errno));
+	pfh = write_pid(pfh);
 	if (!foreground)
 		log_init("listqd", 0);
 	c = master_run(config_path, &cfg, foreground);

@@ -5,7 +5,8 @@
  *  - full: the wrapper exits 75 and leaves nothing in tmp/ or the queue
  *    when the spool is full, whether the header or the body does not
  *    fit (invariants 1, 2, 5);
- *  - worker: a worker that cannot write an entry's state defers it,
+ *  - worker: listqd starts on a full spool (its pidfile empty, the lock
+ *    held); a worker that cannot write an entry's state defers it,
  *    retries at its backoff (no spin) without sending a recipient twice,
  *    and delivers the rest once space returns (invariants 4, 5);
  *  - wrapper_faults, worker_faults: tests/torture/faultfs.so fails the
@@ -188,8 +189,7 @@ Test(disk, worker)
 	spoolfs_fill();
 	sink_start(&s1, RULES_FULL, 0, false);
 	daemon_config(&d, s1.port, "");
-	/* listqd cannot start without a page for its pidfile. */
-	spoolfs_release(4096);
+	/* listqd starts on the full spool, its pidfile empty. */
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	daemon_start(&d, 1);
 	spoolfs_fill();
@@ -203,6 +203,8 @@ Test(disk, worker)
 	    "%zu cop%s", waited, attempts, log_count(&d, "saving state: No "
 	    "space left"), log_count(&d, "cannot queue a DSN"), m0,
 	    m0 == 1 ? "y" : "ies");
+	cr_assert_eq(log_count(&d, "pidfile: No space left on device; running "
+	    "with the spool locked"), 1, "%s", daemon_log(&d));
 	cr_assert_geq(log_count(&d, "saving state: No space left"), 1,
 	    "the state write did not fail?");
 	cr_assert_geq(attempts, 2, "deferred entry not retried");
