@@ -649,3 +649,65 @@ Test(pipelining, mail_refused_for_good_fails_with_its_reply,
 	    "welcome)"), 2, "%s", daemon_log(&D));
 	cr_assert_eq(log_count(&D, "503"), 0, "%s", daemon_log(&D));
 }
+
+/* Over TLS too: MAIL does not wait, and the messages arrive whole. */
+Test(pipelining, over_tls_too, .init = setup, .fini = teardown,
+    .timeout = 60)
+{
+	static const char msg[] = "Subject: ahead\n\nover TLS\n";
+	static const char body[] = "\r\n\r\nover TLS\r\n";
+	struct txn *t;
+	size_t n;
+
+	tls_relay("yod", false, "encrypt", "relay.crt");
+	post("yod", msg);
+	post("yod", msg);
+	wait_delivered(2);
+	assert_envelope_has(1, "X-Sink-TLS: yes\n", true);
+	assert_envelope_has(1, "X-Sink-Pipelined: yes\n", true);
+	assert_envelope_has(2, "X-Sink-Pipelined: yes\n", true);
+	cr_assert_eq(n = sink_load(&S, &t), 2);
+	cr_assert_not_null(memmem(t[1].data, t[1].len, body,
+	    sizeof(body) - 1), "%s", t[1].data);
+	txns_free(t, n);
+}
+
+/* ... and a MAIL refused over TLS is judged by its own reply. */
+Test(pipelining, refused_over_tls, .init = setup, .fini = teardown,
+    .timeout = 60)
+{
+	make_list("kaf", 2);
+	tls_sink("cmd MAIL 452 4.3.1 out of space, later\n", 0, false, NULL,
+	    NULL);
+	config("min_backoff = 1h\nmax_backoff = 2h\n" "smtp_tls = %s\n"
+	    "smtp_tls_ca_file = %s\n", "encrypt", path("relay.crt"));
+	daemon_start(&D, 1);
+	post("kaf", "Subject: x\n\ny\n");
+	wait_log("status=deferred (452 4.3.1 out of space, later)");
+	cr_assert_eq(log_count(&D, "status=deferred (452 4.3.1 out of "
+	    "space"), 2, "%s", daemon_log(&D));
+	cr_assert_eq(log_count(&D, "503"), 0, "%s", daemon_log(&D));
+	cr_assert_eq(sink_count(&S), 0);
+}
+
+/*
+ * Over TLS with more RCPT lines than libESMTP's 2 KiB buffer: the held
+ * MAIL leaves with the first part of them, and every recipient of the
+ * one transaction is accepted.
+ */
+Test(pipelining, over_tls_many_recipients, .init = setup,
+    .fini = teardown, .timeout = 60)
+{
+	make_list("lamed", 150);
+	tls_sink(NULL, 0, false, NULL, NULL);
+	config(ca_conf, "encrypt", path("relay.crt"));
+	daemon_start(&D, 1);
+	post("lamed", "Subject: many\n\nto all\n");
+	wait_delivered(1);
+	wait_log("to=<m149@members.example>");
+	cr_assert_eq(log_count(&D, "status=sent"), 150, "%s", daemon_log(&D));
+	cr_assert_eq(copies_for("<m0@members.example>"), 1);
+	assert_envelope_has(1, "X-Sink-Pipelined: yes\n", true);
+	assert_envelope_has(1, "X-Sink-Rcpt-To: <m149@members.example>\n",
+	    true);
+}

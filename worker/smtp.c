@@ -31,10 +31,10 @@
  * Pipelining.  libESMTP 1.1 waits for the reply to MAIL before it writes
  * RCPT and DATA, even to a relay that offers PIPELINING (RFC 2920 lets
  * the three go together): one more round trip per message.  So when
- * libESMTP writes a MAIL command on its own, no reply due, on a plain
- * connection to a relay offering PIPELINING, the write hook has
- * sockopt.c answer it at once with MAIL_ANSWER; libESMTP goes on with
- * RCPT and DATA, and all three leave in one write.  The relay's real
+ * libESMTP writes a MAIL command on its own, no reply due, to a relay
+ * offering PIPELINING, the write hook has sockopt.c answer it at once
+ * with MAIL_ANSWER; libESMTP goes on with RCPT and DATA, and all three
+ * leave in one write, in clear text or over TLS.  The relay's real
  * reply to MAIL, cut from the stream, becomes the message's MAIL status
  * (mail_status()), which every decision below reads in place of
  * libESMTP's.  After a refused MAIL the relay answers the RCPTs and the
@@ -42,7 +42,7 @@
  * never looked at, because a refused MAIL decides for the whole message
  * first (whole_msg()).  A MAIL whose real reply never came counts as
  * unanswered, exactly as without pipelining: no 354 can have come
- * either, so no data went.  Over TLS MAIL waits for its reply as before.
+ * either, so no data went.
  *
  * Invariants:
  *  - the server receives prepend + message, LF -> CRLF, dot-stuffed;
@@ -771,8 +771,8 @@ gate_mail(struct ctx *c)
 static int
 mail_alone(const struct ctx *c, const char *buf, size_t len)
 {
-	return (c->w.ext & X_PIPELINING) && !c->w.native && !c->w.tls_up &&
-	    c->w.col == 0 && begins(buf, len, "MAIL FROM:") &&
+	return (c->w.ext & X_PIPELINING) && !c->w.native && c->w.col == 0 &&
+	    begins(buf, len, "MAIL FROM:") &&
 	    memchr(buf, '\n', len) == buf + len - 1;
 }
 

@@ -61,7 +61,13 @@
  * polls again, with its own timeout.  Likewise a poll() for POLLOUT is
  * answered at once while the queue has room, and the queue goes out at
  * a poll() that may wait (a timeout other than 0), a read() or close():
- * commands libESMTP issues one at a time leave in one send().
+ * commands libESMTP issues one at a time leave in one send().  Over TLS
+ * the same happens one level up: SSL_write() holds the answered command
+ * and passes it to libssl with the next write (or before libESMTP waits
+ * or reads), and SSL_read() cuts the reply (a record that held only the
+ * cut reply makes it read the next, within libESMTP's timeout).  Sent
+ * alone, the command's reply could arrive while libESMTP still holds
+ * the RCPT whose reply it would then wait for.
  *
  * Invariants: at most one socket and one SSL are tracked; they stop
  * being tracked at close(); every other descriptor and SSL goes straight
@@ -105,6 +111,8 @@ int	close(int);
    defined under another C name and exported as "poll". */
 int	sockopt_poll(struct pollfd *, nfds_t, int) __asm__("poll");
 
+static int	ssl_flush_held(SSL *);
+
 static struct {
 	ssize_t	(*read)(int, void *, size_t);
 	ssize_t	(*write)(int, const void *, size_t);
@@ -137,6 +145,10 @@ static struct {
 	int			skip;	/* the server's reply to take out */
 	size_t			skipcol;
 	char			skipline[512];
+	int			hold;	/* TLS: hold the answered command */
+	size_t			heldlen;
+	char			held[2048];	/* libESMTP flushes 2 KiB */
+	char			both[2 * 2048];	/* held + the next write */
 } T = { .fd = -1, .st.fd = -1, .wait_ms = -1 };
 
 static void *
@@ -441,7 +453,7 @@ read(int fd, void *buf, size_t n)
 	resolve();
 	if (fd < 0 || fd != T.fd)
 		return libc.read(fd, buf, n);
-	if (T.anspos < T.anslen)
+	if (T.ssl == NULL && T.anspos < T.anslen)
 		return give_answer(buf, n);
 	if (T.qlen > 0 && flush(T.wait_ms) == -1)
 		return -1;
@@ -549,6 +561,18 @@ ready_now(struct pollfd *fds, nfds_t n, short ev)
 	return r;
 }
 
+/* Whether libESMTP asks for ev on the tracked socket. */
+static int
+asks_for(const struct pollfd *fds, nfds_t n, short ev)
+{
+	nfds_t	i;
+
+	for (i = 0; i < n; i++)
+		if (fds[i].fd == T.fd && (fds[i].events & ev))
+			return 1;
+	return 0;
+}
+
 /*
  * A dead socket must not look readable to libESMTP again (see top).
  * The queue goes out when libESMTP is about to wait, not when it only
@@ -573,6 +597,9 @@ sockopt_poll(struct pollfd *fds, nfds_t n, int timeout)
 	if (timeout != 0 && T.qlen > 0 && flush(T.wait_ms) == -1 &&
 	    T.st.timedout)
 		return 0;	/* libESMTP's timeout, on the way out */
+	/* Not when libESMTP asks to write: the held bytes go with its own. */
+	if (timeout != 0 && T.ssl != NULL && !asks_for(fds, n, POLLOUT))
+		(void)ssl_flush_held(T.ssl);	/* failed: T.dead */
 	if (T.dead) {
 		errno = ECONNRESET;
 		return -1;
@@ -589,8 +616,8 @@ sockopt_poll(struct pollfd *fds, nfds_t n, int timeout)
 static void
 forget_answer(void)
 {
-	T.anslen = T.anspos = T.skipcol = 0;
-	T.skip = 0;
+	T.anslen = T.anspos = T.skipcol = T.heldlen = 0;
+	T.skip = T.hold = 0;
 }
 
 int
@@ -640,14 +667,87 @@ SSL_connect(SSL *s)
 	return ssl.connect(s);
 }
 
+/* TLS: the held command goes out before libESMTP waits or reads. */
+static int
+ssl_flush_held(SSL *s)
+{
+	if (T.heldlen == 0)
+		return 0;
+	if (ssl.write(s, T.held, (int)T.heldlen) != (int)T.heldlen) {
+		T.dead = 1;
+		return -1;
+	}
+	T.heldlen = 0;
+	return 0;
+}
+
+/*
+ * TLS: as the queue does for the plain socket, the answered command is
+ * held, and leaves with what libESMTP writes next (or before it waits):
+ * sent alone, its reply could come before libESMTP has flushed the
+ * RCPT it then waits for.  A retried write rebuilds the same bytes at
+ * the same address, as libssl requires.
+ */
+static int
+ssl_send(SSL *s, const char *p, int len)
+{
+	int	r;
+
+	if (T.hold) {		/* the answered command: this write */
+		T.hold = 0;
+		if (T.heldlen == 0 && (size_t)len <= sizeof(T.held)) {
+			memcpy(T.held, p, (size_t)len);
+			T.heldlen = (size_t)len;
+			return len;
+		}
+	}
+	if (T.heldlen == 0)
+		return ssl.write(s, p, len);
+	if (T.heldlen + (size_t)len > sizeof(T.both))
+		return ssl_flush_held(s) == -1 ? -1 : ssl.write(s, p, len);
+	memcpy(T.both, T.held, T.heldlen);
+	memcpy(T.both + T.heldlen, p, (size_t)len);
+	if ((r = ssl.write(s, T.both, (int)(T.heldlen + (size_t)len))) <= 0)
+		return r;
+	T.heldlen = 0;
+	return len;
+}
+
+/* Waits, as libESMTP would have, for more of the server's reply. */
+static int
+wait_readable(void)
+{
+	struct pollfd	pfd = { .fd = T.fd, .events = POLLIN };
+	int		r = libc.poll(&pfd, 1, T.wait_ms);
+
+	if (r == 0)
+		T.st.timedout = T.dead = 1;
+	return r > 0 ? 0 : -1;
+}
+
+/*
+ * As read(), one level up: the early answer, the server's reply to the
+ * answered command cut out.  A record that held only that reply is not
+ * the end of the stream: the next one is read, within libESMTP's
+ * timeout; 0 (the session ends) if it does not come.
+ */
 int
 SSL_read(SSL *s, void *buf, int n)
 {
 	int	r;
 
 	ssl_resolve();
-	r = ssl.read(s, buf, n);
-	if (s != NULL && s == T.ssl && r > 0 && T.hooks.rx != NULL)
+	if (s == NULL || s != T.ssl || n <= 0)
+		return ssl.read(s, buf, n);
+	if (T.anspos < T.anslen)
+		return (int)give_answer(buf, (size_t)n);
+	if (ssl_flush_held(s) == -1)
+		return -1;
+	while ((r = ssl.read(s, buf, n)) > 0 && T.skip &&
+	    (r = (int)take_out(buf, (size_t)r)) == 0)
+		if (SSL_pending(s) == 0 && wait_readable() == -1)
+			return 0;
+	if (r > 0 && T.hooks.rx != NULL)
 		T.hooks.rx(T.hooks.arg, buf, (size_t)r);
 	return r;
 }
@@ -672,7 +772,7 @@ SSL_write(SSL *s, const void *buf, int n)
 		return refuse(T.fd);
 	if (drop == n)
 		r = 0;
-	else if ((r = ssl.write(s, (const char *)buf + drop,
+	else if ((r = ssl_send(s, (const char *)buf + drop,
 	    n - (int)drop)) <= 0)
 		return r;
 	if (T.hooks.txdone != NULL)
@@ -733,13 +833,14 @@ sockopt_answer(const char *reply)
 {
 	size_t	len = strlen(reply);
 
-	if (T.fd < 0 || T.ssl != NULL || T.dead || T.skip ||
-	    T.anspos < T.anslen || len > sizeof(T.ans))
+	if (T.fd < 0 || T.dead || T.skip || T.anspos < T.anslen ||
+	    len > sizeof(T.ans))
 		return -1;
 	memcpy(T.ans, reply, len);
 	T.anslen = len;
 	T.anspos = T.skipcol = 0;
 	T.skip = 1;
+	T.hold = T.ssl != NULL;
 	T.st.answers++;
 	return 0;
 }

@@ -88,7 +88,8 @@ void	sockopt_stats(struct sockopt_stats *);
  * line, at most SOCKOPT_ANSWER_MAX bytes) at once, the command stays
  * queued to leave with the ones libESMTP writes next, and the server's
  * own reply goes to the answered hook instead of libESMTP.  -1 (and
- * nothing changes) over TLS, or while an earlier answer is pending.
+ * nothing changes) while an earlier answer is pending.  Over TLS the
+ * command is held the same way, one level up (SSL_write).
  */
 #define SOCKOPT_ANSWER_MAX	64
 int	sockopt_answer(const char *reply);
