@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <grp.h>
 #include <poll.h>
 #include <pwd.h>
@@ -91,6 +92,65 @@ rm_tree(const char *path)
 		cr_assert_fail("removing %s: %s", path, strerror(errno));
 }
 
+static long now_ms(void);
+
+/* A small text file into buf ("" if it cannot be read). */
+static void
+small_file(const char *path, char *buf, size_t len)
+{
+	ssize_t n = -1;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) != -1) {
+		n = read(fd, buf, len - 1);
+		close(fd);
+	}
+	buf[n > 0 ? n : 0] = '\0';
+}
+
+/* Gone: no such process, or a zombie its new parent has yet to reap. */
+static bool
+proc_gone(long pid)
+{
+	char buf[1024];
+	const char *p = proc_stat_fields(pid, buf, sizeof(buf));
+
+	return p == NULL || *p == 'Z' || *p == 'X';
+}
+
+/*
+ * A listqd still holding the test spool was left by a test that
+ * Criterion killed at its timeout: no .fini ran, and listqd's change of
+ * credentials cleared any parent-death signal.  Before the next test
+ * makes a fresh spool it is stopped, by the pid in its pidfile (its
+ * workers follow it: PR_SET_PDEATHSIG), within a bounded wait.
+ */
+static void
+stop_leftover_daemon(void)
+{
+	char path[PATH_MAX], text[64], cmd[PATH_MAX];
+	uint64_t pid;
+	long end;
+
+	snprintf(path, sizeof(path), "%s/%s", T.spool, SPOOL_PIDFILE);
+	small_file(path, text, sizeof(text));
+	if (text_scan(text, INT32_MAX, &pid, "") == NULL || pid < 2 ||
+	    proc_gone((long)pid))
+		return;
+	snprintf(path, sizeof(path), "/proc/%lu/cmdline", (unsigned long)pid);
+	small_file(path, cmd, sizeof(cmd));	/* argv[0], up to its NUL */
+	if (strstr(cmd, "listqd") == NULL && strstr(cmd, "valgrind") == NULL)
+		return;
+	fprintf(stderr, "harness: stopping listqd pid %lu, left running on "
+	    "%s by an earlier test\n", (unsigned long)pid, T.spool);
+	kill((pid_t)pid, SIGKILL);
+	end = now_ms() + 5000L * time_factor();
+	while (!proc_gone((long)pid) && now_ms() < end)
+		usleep(1000);
+	cr_assert(proc_gone((long)pid), "listqd pid %lu left by an earlier "
+	    "test does not stop", (unsigned long)pid);
+}
+
 /* A fresh empty spool and list directory, owned by the service. */
 void
 spool_reset(void)
@@ -98,6 +158,7 @@ spool_reset(void)
 	char why[512];
 
 	target_load();
+	stop_leftover_daemon();
 	rm_tree(T.spool);
 	rm_tree(T.lists);
 	cr_assert_eq(spool_create(T.spool, T.svc_uid, T.svc_gid, why,

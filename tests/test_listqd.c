@@ -30,6 +30,7 @@
 #include "harness.h"
 #include "number.h"
 #include "qid.h"
+#include "spool.h"
 
 #define WAIT_MS		30000
 
@@ -1050,6 +1051,72 @@ Test(listqd, session_cut_short_retries_untried_at_once, .init = setup,
 	cr_assert_eq(kill(D.pid, SIGUSR1), 0);
 	deliver_all(n, 2);
 	assert_each_once(&S, n, 2);
+}
+
+/* The pid in the spool's pidfile, 0 until there is one. */
+static long
+pidfile_pid(void)
+{
+	char path[1024], buf[32] = "";
+	uint64_t pid;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", T.spool, SPOOL_PIDFILE);
+	if ((fd = open(path, O_RDONLY)) == -1)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return text_scan(buf, INT32_MAX, &pid, "") != NULL ? (long)pid : 0;
+}
+
+static bool
+has_pidfile_pid(void *arg)
+{
+	(void)arg;
+	return pidfile_pid() > 0;
+}
+
+/*
+ * A listqd that outlived its test (Criterion's timeout runs no .fini,
+ * and listqd's credential change clears a parent-death signal) must not
+ * hold the spool for the tests after it: the next setup stops it, by
+ * the pid in the pidfile.  Here it is started as such an orphan is left:
+ * by a process that is gone, untracked by the harness.
+ */
+Test(listqd, leftover_daemon_stopped_by_next_setup, .init = setup,
+    .fini = teardown, .timeout = 60)
+{
+	const char *listqd = getenv("LISTQ_TEST_LISTQD");
+	char buf[1024];
+	const char *p;
+	pid_t child;
+	long pid;
+
+	cr_assert_not_null(listqd);
+	daemon_config(&D, unused_port(), NULL);
+	if ((child = fork()) == 0) {
+		if (fork() == 0) {
+			int null = open("/dev/null", O_RDWR);
+
+			dup2(null, 1);
+			dup2(null, 2);
+			execl(listqd, listqd, "-F", "-f", D.conf, "-n", "1",
+			    (char *)NULL);
+			_exit(127);
+		}
+		_exit(0);
+	}
+	cr_assert_eq(reap_bounded(child, 5000), 0);
+	cr_assert(wait_until(has_pidfile_pid, NULL, 10000), "the orphan "
+	    "listqd did not start");
+	pid = pidfile_pid();
+	spool_reset();
+	p = proc_stat_fields(pid, buf, sizeof(buf));
+	cr_assert(p == NULL || *p == 'Z' || *p == 'X', "listqd pid %ld "
+	    "still runs after the next setup", pid);
+	cr_assert_eq(pidfile_pid(), 0, "the fresh spool has a pidfile");
 }
 
 /*
