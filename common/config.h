@@ -32,6 +32,7 @@ struct config {
 	unsigned int	bounce_score_threshold;	/* in tenths: 50 = 5.0 */
 	unsigned int	bounce_info_stale_after;
 	unsigned int	smtp_tls;		/* TLS_NONE, TLS_MAY, ... */
+	unsigned int	smtp_pipelining;	/* 0: never pipeline */
 	char		smtp_tls_ca_file[CONFIG_STR_MAX];
 	char		smtp_auth_user[256];
 	char		smtp_auth_password_file[CONFIG_STR_MAX];

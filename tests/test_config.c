@@ -47,6 +47,7 @@ Test(config, defaults)
 	cr_assert_eq(c.bounce_score_threshold, 50);
 	cr_assert_eq(c.bounce_info_stale_after, 7 * 86400);
 	cr_assert_eq(c.smtp_tls, TLS_NONE);
+	cr_assert_eq(c.smtp_pipelining, 1);
 	cr_assert_str_eq(c.recipient_delimiter, "+");
 }
 
@@ -58,7 +59,9 @@ Test(config, values_and_units)
 	cr_assert_eq(load("# comment\n\nworkers = 8\nmin_backoff = 2m # two\n"
 	    "max_queue_lifetime=1d\nbounce_score_threshold = 2.5\n"
 	    "smtp_tls = encrypt\nsmarthost = a:25, b:2525\n"
-	    "delay_warning_time = 0\n", &c, err, sizeof(err)), 0, "%s", err);
+	    "delay_warning_time = 0\nsmtp_pipelining = no\n", &c, err,
+	    sizeof(err)), 0, "%s", err);
+	cr_assert_eq(c.smtp_pipelining, 0);
 	cr_assert_eq(c.workers, 8);
 	cr_assert_eq(c.min_backoff, 120);
 	cr_assert_eq(c.max_queue_lifetime, 86400);
@@ -76,6 +79,7 @@ Test(config, errors_name_file_line_and_key)
 		{ "workers = 0\n", ":1: workers: out of range" },
 		{ "min_backoff = 5x\n", ":1: min_backoff: not a duration" },
 		{ "smtp_tls = sometimes\n", ":1: smtp_tls: not one of" },
+		{ "smtp_pipelining = maybe\n", "smtp_pipelining: not one of" },
 		{ "bounce_score_threshold = 2.55\n", "not a decimal" },
 		{ "just words\n", ":1: expected \"key = value\"" },
 		{ "min_backoff = 2h\nmax_backoff = 1h\n", "min_backoff exceeds" },

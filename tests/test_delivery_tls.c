@@ -711,3 +711,19 @@ Test(pipelining, over_tls_many_recipients, .init = setup,
 	assert_envelope_has(1, "X-Sink-Rcpt-To: <m149@members.example>\n",
 	    true);
 }
+
+/* smtp_pipelining = no: one command at a time, PIPELINING offered or not. */
+Test(pipelining, off_waits_for_each_reply, .init = setup,
+    .fini = teardown, .timeout = 60)
+{
+	make_list("mem", 2);
+	sink_start(&S, NULL, 0, false);
+	daemon_config(&D, S.port, "smtp_pipelining = no\n");
+	daemon_start(&D, 1);
+	post("mem", "Subject: one\n\nfirst\n");
+	wait_delivered(1);
+	assert_envelope_has(1, "X-Sink-Pipelined: no\n", true);
+	assert_envelope_has(1, "X-Sink-Rcpt-To: <m1@members.example>\n",
+	    true);
+	cr_assert_eq(log_count(&D, "status=sent"), 2);
+}

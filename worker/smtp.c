@@ -42,7 +42,8 @@
  * never looked at, because a refused MAIL decides for the whole message
  * first (whole_msg()).  A MAIL whose real reply never came counts as
  * unanswered, exactly as without pipelining: no 354 can have come
- * either, so no data went.
+ * either, so no data went.  smtp_pipelining = no hides PIPELINING
+ * from libESMTP as CHUNKING is hidden: one command at a time.
  *
  * Invariants:
  *  - the server receives prepend + message, LF -> CRLF, dot-stuffed;
@@ -93,7 +94,7 @@
 
 #define IN_CHUNK	((size_t)64 * 1024)
 #define ADDR_MAX	512
-#define KW_LEN		12	/* "250-CHUNKING" */
+#define KW_LEN		14	/* "250-PIPELINING", the longest hidden */
 #define SECRET_MAX	255	/* libESMTP's PLAIN copies at most this */
 
 /* EHLO keywords the hooks look for. */
@@ -580,11 +581,30 @@ msg_cb(void **ctx, int *len, void *arg)
  * before a command leaves (sockopt.c).  They get the ctx as argument.
  */
 
+/* Whether the line so far (kw, col + 1 bytes) ends the EHLO keyword. */
 static int
-is_chunking(const char *kw)
+is_keyword(const char *kw, size_t col, const char *name)
 {
-	return memcmp(kw, "250", 3) == 0 && (kw[3] == '-' || kw[3] == ' ') &&
-	    strncasecmp(kw + 4, "CHUNKING", 8) == 0;
+	size_t	n = strlen(name);
+
+	return col == 4 + n - 1 && memcmp(kw, "250", 3) == 0 &&
+	    (kw[3] == '-' || kw[3] == ' ') && strncasecmp(kw + 4, name, n) == 0;
+}
+
+/*
+ * An EHLO keyword libESMTP must not see, just completed: CHUNKING (see
+ * the top), and PIPELINING when smtp_pipelining = no says the relay
+ * mishandles it; libESMTP then sends one command at a time.
+ */
+static int
+hidden_keyword(const struct ctx *c)
+{
+	const struct wire	*w = &c->w;
+
+	if (w->ehlo_done || w->col >= KW_LEN)
+		return 0;
+	return (!w->native && is_keyword(w->kw, w->col, "CHUNKING")) ||
+	    (c->rl->no_pipelining && is_keyword(w->kw, w->col, "PIPELINING"));
 }
 
 /* One "250-KEYWORD params" line of the EHLO reply. */
@@ -674,7 +694,7 @@ end_line(struct ctx *c)
 	w->col = 0;
 }
 
-/* Keep the last server line, read the EHLO reply, hide CHUNKING. */
+/* Keep the last server line, read the EHLO reply, hide keywords. */
 static void
 rx_hook(void *arg, char *buf, size_t len)
 {
@@ -686,9 +706,8 @@ rx_hook(void *arg, char *buf, size_t len)
 	for (i = 0; i < len; i++) {
 		if (w->col < KW_LEN)
 			w->kw[w->col] = buf[i];
-		if (w->col == KW_LEN - 1 && !w->ehlo_done && !w->native &&
-		    is_chunking(w->kw))
-			buf[i] = 'X';	/* "CHUNKINX": unknown keyword */
+		if (hidden_keyword(c))
+			buf[i] = 'X';	/* "CHUNKINX": an unknown keyword */
 		if (w->col < sizeof(w->cur) - 1)
 			w->cur[w->col] = buf[i];
 		w->col++;

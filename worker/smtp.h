@@ -110,6 +110,7 @@ struct smtp_relay {
 	int		 data_timeout;	/* 600: each body write, end of data */
 	const char	*helo;		/* NULL = the node name */
 	int		 tls;		/* TLS_NONE, TLS_MAY, TLS_ENCRYPT */
+	int		 no_pipelining;	/* one command at a time */
 	const char	*tls_ca_file;	/* NULL: the system's CA store */
 	const char	*auth_user;	/* NULL: no AUTH */
 	const char	*auth_password_file; /* read at each session */
