@@ -615,6 +615,9 @@ Test(pipelining, mail_goes_with_rcpt_and_data, .init = setup,
 	assert_envelope_has(1, "X-Sink-Rcpt-To: <m1@members.example>\n",
 	    true);
 	cr_assert_eq(log_count(&D, "status=sent"), 4);
+	cr_assert_eq(daemon_stop(&D), 0);
+	cr_assert_eq(log_count(&D, "mail_ahead=0"), 0, "%s", daemon_log(&D));
+	cr_assert_gt(log_count(&D, "mail_ahead="), 0, "%s", daemon_log(&D));
 }
 
 /* A refused MAIL: deferred with its reply; the 503s after it unseen. */
@@ -726,4 +729,6 @@ Test(pipelining, off_waits_for_each_reply, .init = setup,
 	assert_envelope_has(1, "X-Sink-Rcpt-To: <m1@members.example>\n",
 	    true);
 	cr_assert_eq(log_count(&D, "status=sent"), 2);
+	cr_assert_eq(daemon_stop(&D), 0);
+	cr_assert_gt(log_count(&D, "mail_ahead=0"), 0, "%s", daemon_log(&D));
 }

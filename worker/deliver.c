@@ -911,7 +911,8 @@ finish(struct worker *w, struct job *j, const char *relay, time_t now,
 
 /*
  * One line per session, read back from the socket itself: whether
- * TCP_NODELAY is on and how often TCP_QUICKACK was re-armed.
+ * TCP_NODELAY is on, how often TCP_QUICKACK was re-armed, and how many
+ * MAIL commands went ahead of their reply (pipelining).
  */
 static void
 log_session(const struct session *s)
@@ -920,8 +921,9 @@ log_session(const struct session *s)
 
 	sockopt_stats(&ss);
 	log_msg(LOG_INFO, NULL, "session: relay=%s, transactions=%zu, "
-	    "tcp_nodelay=%s, tcp_quickack_rearms=%lu", s->relay, s->n,
-	    ss.nodelay == 1 ? "on" : "off", ss.rearms);
+	    "tcp_nodelay=%s, tcp_quickack_rearms=%lu, mail_ahead=%lu",
+	    s->relay, s->n, ss.nodelay == 1 ? "on" : "off", ss.rearms,
+	    ss.answers);
 }
 
 /* Every relay is down or rests: nothing is sent for smarthost_backoff. */
