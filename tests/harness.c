@@ -108,6 +108,17 @@ small_file(const char *path, char *buf, size_t len)
 	buf[n > 0 ? n : 0] = '\0';
 }
 
+long
+spool_pid(void)
+{
+	char path[PATH_MAX], text[64];
+	uint64_t pid;
+
+	snprintf(path, sizeof(path), "%s/%s", T.spool, SPOOL_PIDFILE);
+	small_file(path, text, sizeof(text));
+	return text_scan(text, INT32_MAX, &pid, "") != NULL ? (long)pid : 0;
+}
+
 /* Gone: no such process, or a zombie its new parent has yet to reap. */
 static bool
 proc_gone(long pid)
@@ -128,27 +139,23 @@ proc_gone(long pid)
 static void
 stop_leftover_daemon(void)
 {
-	char path[PATH_MAX], text[64], cmd[PATH_MAX];
-	uint64_t pid;
-	long end;
+	char path[PATH_MAX], cmd[PATH_MAX];
+	long pid = spool_pid(), end;
 
-	snprintf(path, sizeof(path), "%s/%s", T.spool, SPOOL_PIDFILE);
-	small_file(path, text, sizeof(text));
-	if (text_scan(text, INT32_MAX, &pid, "") == NULL || pid < 2 ||
-	    proc_gone((long)pid))
+	if (pid < 2 || proc_gone(pid))
 		return;
-	snprintf(path, sizeof(path), "/proc/%lu/cmdline", (unsigned long)pid);
+	snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
 	small_file(path, cmd, sizeof(cmd));	/* argv[0], up to its NUL */
 	if (strstr(cmd, "listqd") == NULL && strstr(cmd, "valgrind") == NULL)
 		return;
-	fprintf(stderr, "harness: stopping listqd pid %lu, left running on "
-	    "%s by an earlier test\n", (unsigned long)pid, T.spool);
+	fprintf(stderr, "harness: stopping listqd pid %ld, left running on "
+	    "%s by an earlier test\n", pid, T.spool);
 	kill((pid_t)pid, SIGKILL);
 	end = now_ms() + 5000L * time_factor();
-	while (!proc_gone((long)pid) && now_ms() < end)
+	while (!proc_gone(pid) && now_ms() < end)
 		usleep(1000);
-	cr_assert(proc_gone((long)pid), "listqd pid %lu left by an earlier "
-	    "test does not stop", (unsigned long)pid);
+	cr_assert(proc_gone(pid), "listqd pid %ld left by an earlier test "
+	    "does not stop", pid);
 }
 
 /* A fresh empty spool and list directory, owned by the service. */

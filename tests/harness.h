@@ -57,6 +57,8 @@ void	target_load(void);
 /* Removes a file or a directory tree, if it exists. */
 void	rm_tree(const char *path);
 void	spool_reset(void);
+/* The pid in the test spool's pidfile, 0 if none can be read. */
+long	spool_pid(void);
 void	list_create(const char *name);
 void	run_wrapper(const struct run *r, struct result *res);
 /*

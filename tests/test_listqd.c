@@ -30,7 +30,6 @@
 #include "harness.h"
 #include "number.h"
 #include "qid.h"
-#include "spool.h"
 
 #define WAIT_MS		30000
 
@@ -1053,29 +1052,11 @@ Test(listqd, session_cut_short_retries_untried_at_once, .init = setup,
 	assert_each_once(&S, n, 2);
 }
 
-/* The pid in the spool's pidfile, 0 until there is one. */
-static long
-pidfile_pid(void)
-{
-	char path[1024], buf[32] = "";
-	uint64_t pid;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/%s", T.spool, SPOOL_PIDFILE);
-	if ((fd = open(path, O_RDONLY)) == -1)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	buf[n > 0 ? n : 0] = '\0';
-	return text_scan(buf, INT32_MAX, &pid, "") != NULL ? (long)pid : 0;
-}
-
 static bool
 has_pidfile_pid(void *arg)
 {
 	(void)arg;
-	return pidfile_pid() > 0;
+	return spool_pid() > 0;
 }
 
 /*
@@ -1111,12 +1092,12 @@ Test(listqd, leftover_daemon_stopped_by_next_setup, .init = setup,
 	cr_assert_eq(reap_bounded(child, 5000), 0);
 	cr_assert(wait_until(has_pidfile_pid, NULL, 10000), "the orphan "
 	    "listqd did not start");
-	pid = pidfile_pid();
+	pid = spool_pid();
 	spool_reset();
 	p = proc_stat_fields(pid, buf, sizeof(buf));
 	cr_assert(p == NULL || *p == 'Z' || *p == 'X', "listqd pid %ld "
 	    "still runs after the next setup", pid);
-	cr_assert_eq(pidfile_pid(), 0, "the fresh spool has a pidfile");
+	cr_assert_eq(spool_pid(), 0, "the fresh spool has a pidfile");
 }
 
 /*

@@ -292,26 +292,47 @@ block(struct ctx *c, int code, const char *enh, const char *fmt, ...)
 	c->gate.err = EPROTO;
 }
 
+/* A server line "NNN x.y.z text" as libESMTP would have parsed it. */
+static void
+line_status(const char *line, smtp_status_t *st, char *text, size_t len)
+{
+	const char	*p, *q;
+	uint64_t	 n, sub, det;
+
+	memset(st, 0, sizeof(*st));
+	st->text = text;
+	text[0] = '\0';
+	if (number_scan(line, 999, &n, &p) == -1 || p != line + 3 || n < 200)
+		return;		/* not a reply: as if none came */
+	st->code = (int)n;
+	p += strspn(p, " -");
+	if (*p >= '2' && *p <= '5' && p[1] == '.' &&
+	    number_scan(p + 2, 999, &sub, &q) == 0 && *q == '.' &&
+	    number_scan(q + 1, 999, &det, &q) == 0 &&
+	    (*q == ' ' || *q == '\0')) {
+		st->enh_class = *p - '0';
+		st->enh_subject = (int)sub;
+		st->enh_detail = (int)det;
+		p = q + strspn(q, " ");
+	}
+	clean(text, len, p);
+}
+
 /*
  * The codes of a server line "NNN x.y.z text", for a deferral: NNN into
- * *code (0 unless the line opens with three digits) and, when there is an
+ * *code (0 unless the line opens with a reply code) and, when there is an
  * enhanced code, "4.y.z" into enh (len bytes), which is left alone if not.
  */
 static void
 reply_codes(const char *line, int *code, char *enh, size_t len)
 {
-	const char	*p;
-	uint64_t	 n, sub, det;
+	smtp_status_t	st;
+	char		text[SMTP_REPLY_MAX];
 
-	*code = 0;
-	if (number_scan(line, 999, &n, &p) == -1 || p != line + 3)
-		return;
-	*code = (int)n;
-	p += strspn(p, " ");
-	if (*p >= '0' && *p <= '9' && p[1] == '.' &&
-	    number_scan(p + 2, 999, &sub, &p) == 0 && *p == '.' &&
-	    number_scan(p + 1, 999, &det, NULL) == 0)
-		snprintf(enh, len, "4.%d.%d", (int)sub, (int)det);
+	line_status(line, &st, text, sizeof(text));
+	*code = st.code;
+	if (st.enh_class != 0)
+		snprintf(enh, len, "4.%d.%d", st.enh_subject, st.enh_detail);
 }
 
 /* A server line "NNN x.y.z text" turned into a deferral reason. */
@@ -829,32 +850,6 @@ txdone_hook(void *arg, size_t dropped)
 
 	if (dropped > 0)
 		c->w.strip = 0;
-}
-
-/* A server line "NNN x.y.z text" as libESMTP would have parsed it. */
-static void
-line_status(const char *line, smtp_status_t *st, char *text, size_t len)
-{
-	const char	*p, *q;
-	uint64_t	 n, sub, det;
-
-	memset(st, 0, sizeof(*st));
-	st->text = text;
-	text[0] = '\0';
-	if (number_scan(line, 999, &n, &p) == -1 || p != line + 3 || n < 200)
-		return;		/* not a reply: as if none came */
-	st->code = (int)n;
-	p += strspn(p, " -");
-	if (*p >= '2' && *p <= '5' && p[1] == '.' &&
-	    number_scan(p + 2, 999, &sub, &q) == 0 && *q == '.' &&
-	    number_scan(q + 1, 999, &det, &q) == 0 &&
-	    (*q == ' ' || *q == '\0')) {
-		st->enh_class = *p - '0';
-		st->enh_subject = (int)sub;
-		st->enh_detail = (int)det;
-		p = q + strspn(q, " ");
-	}
-	clean(text, len, p);
 }
 
 /* The relay's own reply to a MAIL that went ahead of it. */
