@@ -94,9 +94,8 @@ rm_tree(const char *path)
 
 static long now_ms(void);
 
-/* A small text file into buf ("" if it cannot be read). */
-static void
-small_file(const char *path, char *buf, size_t len)
+size_t
+text_read(const char *path, char *buf, size_t len)
 {
 	ssize_t n = -1;
 	int fd;
@@ -106,6 +105,7 @@ small_file(const char *path, char *buf, size_t len)
 		close(fd);
 	}
 	buf[n > 0 ? n : 0] = '\0';
+	return n > 0 ? (size_t)n : 0;
 }
 
 long
@@ -115,7 +115,7 @@ spool_pid(void)
 	uint64_t pid;
 
 	snprintf(path, sizeof(path), "%s/%s", T.spool, SPOOL_PIDFILE);
-	small_file(path, text, sizeof(text));
+	text_read(path, text, sizeof(text));
 	return text_scan(text, INT32_MAX, &pid, "") != NULL ? (long)pid : 0;
 }
 
@@ -145,7 +145,7 @@ stop_leftover_daemon(void)
 	if (pid < 2 || proc_gone(pid))
 		return;
 	snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
-	small_file(path, cmd, sizeof(cmd));	/* argv[0], up to its NUL */
+	text_read(path, cmd, sizeof(cmd));	/* argv[0], up to its NUL */
 	if (strstr(cmd, "listqd") == NULL && strstr(cmd, "valgrind") == NULL)
 		return;
 	fprintf(stderr, "harness: stopping listqd pid %ld, left running on "

@@ -57,6 +57,11 @@ void	target_load(void);
 /* Removes a file or a directory tree, if it exists. */
 void	rm_tree(const char *path);
 void	spool_reset(void);
+/*
+ * At most len - 1 bytes of a small file (a /proc entry, a pidfile) into
+ * buf, NUL-terminated; "" if it cannot be read.  Returns the bytes read.
+ */
+size_t	text_read(const char *path, char *buf, size_t len);
 /* The pid in the test spool's pidfile, 0 if none can be read. */
 long	spool_pid(void);
 void	list_create(const char *name);

@@ -200,17 +200,11 @@ assert_envelope_has(int n, const char *line, bool want)
 static void
 proc_text(const char *p, char *buf, size_t len)
 {
-	ssize_t n = -1, i;
-	int fd;
+	size_t i, n = text_read(p, buf, len);
 
-	if ((fd = open(p, O_RDONLY)) != -1) {
-		n = read(fd, buf, len - 1);
-		close(fd);
-	}
 	for (i = 0; i < n; i++)		/* cmdline: NUL between arguments */
 		if (buf[i] == '\0')
 			buf[i] = ' ';
-	buf[n > 0 ? n : 0] = '\0';
 }
 
 /* How many of the master and its workers (what ps shows) mention s. */

@@ -665,18 +665,7 @@ Test(listq, requeue_running, .init = setup, .fini = teardown,
 static bool
 pidfile_says(void *arg)
 {
-	char path[1024], buf[32] = "";
-	uint64_t pid;
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/pid", T.spool);
-	if ((fd = open(path, O_RDONLY)) == -1)
-		return false;
-	if (read(fd, buf, sizeof(buf) - 1) < 0)
-		buf[0] = '\0';
-	close(fd);
-	return number_scan(buf, LONG_MAX, &pid, NULL) == 0 &&
-	    (long)pid == *(long *)arg;
+	return spool_pid() == *(long *)arg;
 }
 
 /* listq holding the lock keeps listqd out, and listqd keeps listq out. */

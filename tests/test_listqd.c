@@ -449,18 +449,12 @@ worker_delivering(void *arg)
 {
 	char path[64], title[256];
 	pid_t pid;
-	ssize_t n;
-	int fd;
 
 	(void)arg;
 	if (workers_of(D.pid, &pid, 1) != 1 || pid == killed)
 		return false;
 	snprintf(path, sizeof(path), "/proc/%ld/cmdline", (long)pid);
-	if ((fd = open(path, O_RDONLY)) == -1)
-		return false;
-	n = read(fd, title, sizeof(title) - 1);
-	close(fd);
-	title[n > 0 ? n : 0] = '\0';
+	(void)text_read(path, title, sizeof(title));
 	return strstr(title, "delivering") != NULL;
 }
 

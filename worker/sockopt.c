@@ -503,13 +503,14 @@ write(int fd, const void *buf, size_t n)
 	return r + drop;
 }
 
+/* Whether libESMTP asks for ev on the tracked socket. */
 static int
-polls_tracked(const struct pollfd *fds, nfds_t n)
+asks_for(const struct pollfd *fds, nfds_t n, short ev)
 {
 	nfds_t	i;
 
 	for (i = 0; i < n; i++)
-		if (fds[i].fd == T.fd)
+		if (fds[i].fd == T.fd && (fds[i].events & ev))
 			return 1;
 	return 0;
 }
@@ -561,17 +562,6 @@ ready_now(struct pollfd *fds, nfds_t n, short ev)
 	return r;
 }
 
-/* Whether libESMTP asks for ev on the tracked socket. */
-static int
-asks_for(const struct pollfd *fds, nfds_t n, short ev)
-{
-	nfds_t	i;
-
-	for (i = 0; i < n; i++)
-		if (fds[i].fd == T.fd && (fds[i].events & ev))
-			return 1;
-	return 0;
-}
 
 /*
  * A dead socket must not look readable to libESMTP again (see top).
@@ -585,7 +575,7 @@ sockopt_poll(struct pollfd *fds, nfds_t n, int timeout)
 	int	r;
 
 	resolve();
-	if (T.fd < 0 || fds == NULL || !polls_tracked(fds, n))
+	if (T.fd < 0 || fds == NULL || !asks_for(fds, n, POLLIN | POLLOUT))
 		return libc.poll(fds, n, timeout);
 	if (T.anspos < T.anslen && (r = ready_now(fds, n, POLLIN)) > 0)
 		return r;

@@ -269,15 +269,9 @@ static void
 proc_title(pid_t pid, char *title, size_t len)
 {
 	char path[64];
-	ssize_t n = 0;
-	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%ld/cmdline", (long)pid);
-	if ((fd = open(path, O_RDONLY)) != -1) {
-		n = read(fd, title, len - 1);
-		close(fd);
-	}
-	title[n > 0 ? n : 0] = '\0';
+	(void)text_read(path, title, len);
 }
 
 /* The slot of worker pid ("worker W/N: ..."), -1 before it says. */
