@@ -89,7 +89,10 @@ TEST_OBJ	= $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 WRAPPER_LIBS	= $(call pc_libs,libcap libbsd-overlay)
 LISTQD_LIBS	= $(call pc_libs,libesmtp-1.0 libsystemd libbsd-overlay openssl) \
 		  -ldl
-TEST_LIBS	= $(call pc_libs,criterion libbsd-overlay)
+TEST_LIBS	= $(call pc_libs,criterion libbsd-overlay openssl)
+# listqd's own SMTP client (worker/smtp_*.c).
+SMTP_CLIENT_SRC	= worker/smtp_io.c worker/smtp_reply.c worker/smtp_session.c
+SMTP_CLIENT_OBJ	= $(SMTP_CLIENT_SRC:%.c=$(BUILD)/obj/%.o)
 
 # Debian packages that building and testing need (make deps).
 DEB_PKGS	= gcc make pkg-config libc6-dev libcap-dev libcap2-bin \
@@ -158,7 +161,7 @@ $(BUILD)/tests/listq-sink: tests/sink/listq-sink.c
 
 # The unit tests of worker/ parts that need no daemon.
 TEST_WORKER_OBJ	= $(BUILD)/obj/worker/bounce.o $(BUILD)/obj/worker/dsn.o \
-		  $(BUILD)/obj/worker/msghead.o
+		  $(BUILD)/obj/worker/msghead.o $(SMTP_CLIENT_OBJ)
 
 $(BUILD)/obj/tests/%.o: tests/%.c
 	@mkdir -p $(@D)

@@ -74,6 +74,13 @@ bool	wait_until(bool (*cond)(void *), void *arg, int ms);
 /* A loopback TCP port with nothing listening, free when asked. */
 int	unused_port(void);
 
+/*
+ * A self-signed certificate for 127.0.0.1 (a subjectAltName IP), made
+ * with the openssl command as DIR/NAME.crt and DIR/NAME.key unless it is
+ * there already.
+ */
+void	cert_make(const char *dir, const char *name);
+
 /* Stops every process the harness started; the .fini of daemon tests. */
 void	daemon_teardown(void);
 

@@ -68,27 +68,7 @@ path(const char *name)
 static void
 make_cert(const char *name)
 {
-	char crt[700], key[700];
-	pid_t pid;
-	int null;
-
-	snprintf(crt, sizeof(crt), "%s/%s.crt", dir, name);
-	snprintf(key, sizeof(key), "%s/%s.key", dir, name);
-	if (access(crt, R_OK) == 0 && access(key, R_OK) == 0)
-		return;		/* made by an earlier test of this run */
-	if ((pid = fork()) == 0) {
-		null = open("/dev/null", O_WRONLY);
-		dup2(null, 1);
-		dup2(null, 2);
-		execlp("openssl", "openssl", "req", "-x509", "-newkey",
-		    "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-addext",
-		    "subjectAltName=IP:127.0.0.1", "-days", "2", "-keyout", key,
-		    "-out", crt, (char *)NULL);
-		_exit(127);
-	}
-	cr_assert_neq(pid, -1);
-	cr_assert_eq(reap_bounded(pid, 30000), 0, "openssl req failed");
-	cr_assert_eq(chmod(crt, 0644), 0);
+	cert_make(dir, name);
 }
 
 /* The sink with STARTTLS (certificate "relay") and more options. */
