@@ -64,10 +64,13 @@ COMMON_SRC	= common/address.c common/config.c common/durable.c \
 		  common/enqueue.c common/entry.c common/list.c common/log.c \
 		  common/number.c common/qid.c common/spool.c common/state.c
 WRAPPER_SRC	= wrapper/privilege.c wrapper/wrapper.c
+# listqd's own SMTP client (worker/smtp_*.c).
+SMTP_CLIENT_SRC	= worker/smtp_io.c worker/smtp_reply.c worker/smtp_session.c
 LISTQD_SRC	= worker/bounce.c worker/deliver.c worker/dsn.c worker/listqd.c \
 		  worker/incoming.c worker/master.c worker/msghead.c \
 		  worker/notify.c worker/relay.c \
-		  worker/schedule.c worker/smtp.c worker/sockopt.c worker/worker.c
+		  worker/schedule.c worker/smtp.c worker/worker.c \
+		  $(SMTP_CLIENT_SRC)
 TEST_SRC	= $(wildcard tests/test_*.c) tests/harness.c tests/daemon.c
 # The admin path (listq, and its end in listqd): shared by both programs.
 ADMIN_CORE_SRC	= worker/admin_ops.c worker/control.c worker/service.c \
@@ -87,16 +90,13 @@ LISTQD_OBJ	= $(LISTQD_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ	= $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 
 WRAPPER_LIBS	= $(call pc_libs,libcap libbsd-overlay)
-LISTQD_LIBS	= $(call pc_libs,libesmtp-1.0 libsystemd libbsd-overlay openssl) \
-		  -ldl
+LISTQD_LIBS	= $(call pc_libs,libsystemd libbsd-overlay openssl)
 TEST_LIBS	= $(call pc_libs,criterion libbsd-overlay openssl)
-# listqd's own SMTP client (worker/smtp_*.c).
-SMTP_CLIENT_SRC	= worker/smtp_io.c worker/smtp_reply.c worker/smtp_session.c
 SMTP_CLIENT_OBJ	= $(SMTP_CLIENT_SRC:%.c=$(BUILD)/obj/%.o)
 
 # Debian packages that building and testing need (make deps).
 DEB_PKGS	= gcc make pkg-config libc6-dev libcap-dev libcap2-bin \
-		  libbsd-dev libesmtp-dev libsystemd-dev libcriterion-dev \
+		  libbsd-dev libsystemd-dev libcriterion-dev \
 		  libssl-dev openssl cppcheck util-linux passwd \
 		  dpkg-dev debhelper lintian rpm fakeroot systemd \
 		  systemd-container
@@ -134,7 +134,7 @@ $(BUILD)/obj/wrapper/%.o: wrapper/%.c $(BUILD)/settings
 $(BUILD)/obj/worker/%.o: worker/%.c $(BUILD)/settings
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Iworker \
-	    $(call pc_cflags,libesmtp-1.0 libsystemd openssl) \
+	    $(call pc_cflags,libsystemd openssl) \
 	    $(SETTINGS) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/%.o: %.c

@@ -28,7 +28,8 @@ struct key {
 	const char	*const *words;	/* ENUM: the values, by number */
 };
 
-static const char *const tls_words[] = { "none", "may", "encrypt", NULL };
+static const char *const tls_words[] = { "none", "may", "encrypt", "verify",
+	NULL };
 static const char *const yes_no[] = { "no", "yes", NULL };
 
 #define S(f)	offsetof(struct config, f), sizeof(((struct config *)0)->f)
@@ -57,8 +58,9 @@ static const struct key keys[] = {
 	    "5.0", NULL },
 	{ "bounce_info_stale_after", DUR, U(bounce_info_stale_after), 1,
 	    8640000, "7d", NULL },
-	{ "smtp_tls", ENUM, U(smtp_tls), 0, 2, "none", tls_words },
+	{ "smtp_tls", ENUM, U(smtp_tls), 0, 3, "none", tls_words },
 	{ "smtp_pipelining", ENUM, U(smtp_pipelining), 0, 1, "yes", yes_no },
+	{ "smtp_sessions", NUM, U(smtp_sessions), 1, 64, "4", NULL },
 	{ "smtp_tls_ca_file", STR, S(smtp_tls_ca_file), 0, 0, "", NULL },
 	{ "smtp_auth_user", STR, S(smtp_auth_user), 0, 0, "", NULL },
 	{ "smtp_auth_password_file", STR, S(smtp_auth_password_file), 0, 0,

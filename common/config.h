@@ -33,12 +33,13 @@ struct config {
 	unsigned int	bounce_info_stale_after;
 	unsigned int	smtp_tls;		/* TLS_NONE, TLS_MAY, ... */
 	unsigned int	smtp_pipelining;	/* 0: never pipeline */
+	unsigned int	smtp_sessions;		/* per worker, at once */
 	char		smtp_tls_ca_file[CONFIG_STR_MAX];
 	char		smtp_auth_user[256];
 	char		smtp_auth_password_file[CONFIG_STR_MAX];
 };
 
-enum { TLS_NONE, TLS_MAY, TLS_ENCRYPT };
+enum { TLS_NONE, TLS_MAY, TLS_ENCRYPT, TLS_VERIFY };
 
 /* Fills c with the documented defaults. */
 void	config_defaults(struct config *c);

@@ -43,7 +43,6 @@
 #include "relay.h"
 #include "settings.h"
 #include "smtp.h"
-#include "sockopt.h"
 #include "spool.h"
 #include "state.h"
 
@@ -910,20 +909,20 @@ finish(struct worker *w, struct job *j, const char *relay, time_t now,
 }
 
 /*
- * One line per session, read back from the socket itself: whether
- * TCP_NODELAY is on, how often TCP_QUICKACK was re-armed, and how many
- * MAIL commands went ahead of their reply (pipelining).
+ * One line per batch: its sessions, whether TCP_NODELAY is on (read back
+ * from a socket), how often TCP_QUICKACK was re-armed, and how many
+ * transactions went as one pipelined group (MAIL ahead of its reply).
  */
 static void
 log_session(const struct session *s)
 {
-	struct sockopt_stats ss;
+	struct smtp_stats ss;
 
-	sockopt_stats(&ss);
+	smtp_last_stats(&ss);
 	log_msg(LOG_INFO, NULL, "session: relay=%s, transactions=%zu, "
-	    "tcp_nodelay=%s, tcp_quickack_rearms=%lu, mail_ahead=%lu",
-	    s->relay, s->n, ss.nodelay == 1 ? "on" : "off", ss.rearms,
-	    ss.answers);
+	    "sessions=%u, tcp_nodelay=%s, tcp_quickack_rearms=%lu, "
+	    "mail_ahead=%lu", s->relay, s->n, ss.sessions,
+	    ss.nodelay == 1 ? "on" : "off", ss.quickacks, ss.pipelined);
 }
 
 /* Every relay is down or rests: nothing is sent for smarthost_backoff. */

@@ -67,6 +67,7 @@ relay_from(const struct config *c, char *item, struct smtp_relay *r)
 	r->helo = c->helo_name;
 	r->tls = (int)c->smtp_tls;
 	r->no_pipelining = c->smtp_pipelining == 0;
+	r->sessions = c->smtp_sessions;
 	r->tls_ca_file = c->smtp_tls_ca_file[0] ? c->smtp_tls_ca_file : NULL;
 	r->auth_user = c->smtp_auth_user[0] ? c->smtp_auth_user : NULL;
 	r->auth_password_file = c->smtp_auth_password_file;

@@ -1,68 +1,46 @@
 /*
- * smtp.h -- the SMTP delivery layer of listqd, on top of libESMTP.
+ * smtp.h -- a batch of spooled messages sent to one relay over listqd's
+ * own SMTP client (smtp_session.c), several sessions at once.
  *
- * One call sends a batch of messages over one SMTP session to the
- * smarthost and reports, for every message and every recipient, what
- * the server answered.  The bytes the server receives are the spooled
- * message, LF turned into CRLF, with only the prepend lines added in
- * front: libESMTP's own header rewriting (added Date:, From:,
- * Message-Id:, dropped Return-Path: and repeated To:/Cc:) is bypassed,
- * see smtp.c.
+ * One call sends msgs[0..n) to the relay and reports, for every message
+ * and every recipient, what the relay answered.  The messages of one
+ * entry (consecutive msgs with the same app pointer) travel in one
+ * session, in order: an entry is in at most one session at a time.  Up
+ * to smtp_relay.sessions sessions run side by side from one poll loop,
+ * each taking the next entry when it has finished the last, and the
+ * caller's done callback records each transaction before that session
+ * starts its next (invariant 4).
  *
- * The executable must be linked with worker/sockopt.c, libesmtp
- * (pkg-config libesmtp-1.0) and OpenSSL (openssl), dynamically:
- * smtp_deliver() refuses to run (-1, ENOSYS, every message deferred) if
- * the socket and SSL hooks of sockopt.c are not in effect, since without
- * them the byte-exact transfer cannot be guaranteed.
+ * The bytes the relay receives: the prepend lines, then the spooled
+ * message from start to end with insert placed at insert_at; line ends
+ * made CRLF (a bare CR too), dot-stuffed under DATA, lines over 998
+ * octets folded.  No header is added, dropped or reordered.
  *
- * STARTTLS (smtp_relay.tls): TLS_NONE never starts TLS (the relay is on
- * a trusted path); TLS_MAY uses it when the relay offers it, and goes on
- * (logging "Untrusted TLS connection") if the certificate does not
- * verify; TLS_ENCRYPT requires it with a certificate that chains to
- * tls_ca_file (or the system's store) and names the relay (host name or
- * IPv4 address): otherwise no MAIL is sent and every message is
- * deferred, reply "TLS required but not offered by relay" or "TLS
- * certificate of relay not trusted: ...".  A TLS session is logged once,
- * as Postfix does ("Verified TLS connection established to ...").
+ * STARTTLS (smtp_relay.tls): TLS_NONE never; TLS_MAY when offered, any
+ * certificate (logged "Untrusted TLS connection" when it does not
+ * verify); TLS_ENCRYPT and TLS_VERIFY require TLS with a certificate
+ * that chains to tls_ca_file (or the system's store) and names the relay
+ * (smtp_tls = encrypt is read as verify, as before: see config.c).
+ * Otherwise no MAIL is sent and every message is deferred, reply "TLS
+ * required but not offered by relay" or "TLS certificate of relay not
+ * trusted: ...".  Each TLS session is logged once, as Postfix does.
  *
- * AUTH (auth_user, auth_password_file): the first mechanism in the
- * relay's list that libESMTP has a plugin for (PLAIN, LOGIN, CRAM-MD5),
- * sent only if the relay offers AUTH.  The password
- * is the first line of the file, read at each session; a file that group
- * or others may access is refused (logged, every message deferred).
- * With auth_user set, no MAIL is sent unless the relay said 235: a 535
- * (tried once per session), no AUTH offered, or no usable mechanism
- * defers every message with the relay's reply or the reason.  The
- * password goes out only over TLS, or in clear text when tls is TLS_NONE
- * (the admin's statement that the path is trusted, e.g. a relay on the
- * same host); with TLS_MAY and a relay that offers no STARTTLS the mail
- * waits ("AUTH not attempted") rather than showing the password on the
- * wire.  It is never logged nor put in a reply.
+ * AUTH (auth_user, auth_password_file): PLAIN, else LOGIN, sent only
+ * over TLS with a verified certificate, or in clear text with TLS_NONE
+ * (the admin's statement that the path is trusted).  Otherwise, or with
+ * no AUTH offered, or a 535, every message is deferred ("AUTH not
+ * attempted: ...", "authentication failed: 535 ...").  The password is
+ * the first line of the file, read at each call; a file that group or
+ * others may access is refused.  It is never logged nor put in a reply.
  *
- * SIZE and 8BITMIME: each MAIL carries SIZE=smtp_msg.size (or an
- * estimate) when the relay offers SIZE, and BODY=8BITMIME for a message
- * with eightbit set when the relay offers 8BITMIME (an 8-bit message
- * goes as it is to a relay that does not).  A 552 to MAIL, or 552 5.3.4
- * after the data, fails the message's recipients (5, "5.3.4", reply
- * "message too big for relay (N bytes, limit L): 552 ...").
+ * SIZE and 8BITMIME: each MAIL carries SIZE= (smtp_msg.size or an
+ * estimate) when offered, and BODY=8BITMIME for an 8-bit message when
+ * offered.  552 to MAIL, or 552 after the data, fails the message
+ * ("message too big for relay (N bytes, limit L): 552 ...").
  *
- * Outcome of a recipient (struct smtp_rcpt.status):
- *   0  not looked at (only before the call)
- *   2  delivered: the server accepted the message for it
- *   4  deferred: retry later (4xx, 552 to RCPT as RFC 5321 says, lost
- *      connection, timeout, 421, local read error, TLS or AUTH that
- *      could not be had as configured)
- *   5  failed: permanent refusal (5xx other than 552 to RCPT; a
- *      message too big for the relay)
- * code is the SMTP reply code that decided it, 0 when none did (the
- * recipient was never tried, or the connection was lost or timed out
- * before the end-of-data reply).  enh is the RFC 3463 status: the
- * server's if it gave one, else derived from the outcome ("4.4.2" for a
- * lost connection, "4.4.1" for no connection, "2.0.0", "4.0.0", "5.0.0"
- * from the code), with class 4 for a 552 to RCPT.  reply is one line
- * of printable ASCII: "250 2.0.0 Ok: queued as X" or our own text.
+ * Outcome of a recipient (smtp_session.h): 2 delivered, 4 deferred, 5
+ * failed, with the deciding code, enhanced code and one line of reply.
  */
-
 #ifndef LISTQ_SMTP_H
 #define LISTQ_SMTP_H
 
@@ -70,21 +48,12 @@
 
 #include <stddef.h>
 
-#define SMTP_REPLY_MAX	256
-
-struct smtp_rcpt {		/* one envelope recipient */
-	const char	*addr;
-	int		 status;	/* out: 2, 4, 5 as above */
-	int		 code;		/* out: deciding SMTP code, 0 if none */
-	char		 enh[16];	/* out: "2.0.0" etc. */
-	char		 reply[SMTP_REPLY_MAX];	/* out: sanitized */
-};
+#include "smtp_session.h"
 
 struct smtp_msg {		/* one message, one transaction */
 	const char	*sender;	/* envelope sender, "" = <> */
 	int		 fd;		/* spool file, read with pread only */
-	off_t		 start;		/* its first message byte; 0: the fd's
-					   offset at smtp_deliver() */
+	off_t		 start;		/* its first message byte */
 	off_t		 end;		/* its size; 0: read up to EOF */
 	const char	*prepend;	/* header lines, each ending in "\n" */
 	const char	*insert;	/* text inserted where the stream reaches */
@@ -93,70 +62,61 @@ struct smtp_msg {		/* one message, one transaction */
 	int		 eightbit;	/* 8-bit body: BODY=8BITMIME if offered */
 	struct smtp_rcpt *rcpts;
 	size_t		 nrcpts;
-	void		*app;		/* the caller's, untouched */
+	void		*app;		/* the caller's: one entry's messages */
 	int		 reported;	/* out: given to relay->done already */
-	int		 untried;	/* out: the session ended before it
-					   was offered (see smtp_deliver) */
+	int		 untried;	/* out: never offered to the relay */
 	int		 status;	/* out: 2 accepted at end of data, 4, 5 */
 	char		 reply[SMTP_REPLY_MAX];	/* out: final reply or error */
 };
 
 /* Timeouts in seconds; 0 takes the default shown. */
 struct smtp_relay {
-	const char	*host;		/* name or IPv4 address (no IPv6 literal) */
+	const char	*host;		/* name, IPv4 or [IPv6] address */
 	const char	*port;		/* NULL = "25" */
 	int		 connect_timeout;	/* 30 */
 	int		 cmd_timeout;	/* 300: greeting, EHLO, MAIL, RCPT, DATA */
 	int		 data_timeout;	/* 600: each body write, end of data */
 	const char	*helo;		/* NULL = the node name */
-	int		 tls;		/* TLS_NONE, TLS_MAY, TLS_ENCRYPT */
+	int		 tls;		/* TLS_NONE ... TLS_VERIFY */
 	int		 no_pipelining;	/* one command at a time */
 	const char	*tls_ca_file;	/* NULL: the system's CA store */
 	const char	*auth_user;	/* NULL: no AUTH */
-	const char	*auth_password_file; /* read at each session */
+	const char	*auth_password_file; /* read at each call */
+	unsigned	 sessions;	/* at most this many at once; 0 = 1 */
 	/*
-	 * Called as each transaction ends (its end-of-data reply read), with
-	 * that message's outcome filled in, so that the caller can record it
-	 * before the next transaction; the other messages are filled in when
-	 * smtp_deliver returns.  A non-zero return ends the session after
-	 * this transaction (nothing else is sent).  NULL: not called.
+	 * Called as each transaction ends, with its outcome filled in, so
+	 * that the caller records it before the session starts the next.
+	 * A non-zero return starts no new transaction (the ones in flight
+	 * end).  NULL: not called.
 	 */
 	int		(*done)(struct smtp_msg *m, const char *relay,
 			    void *arg);
 	void		*done_arg;
-	unsigned	 flags;		/* SMTP_F_*, 0 in production */
 };
 
-/* Benchmarks and tests only: switch parts off to measure them. */
-#define SMTP_F_NO_NODELAY	0x01	/* no TCP_NODELAY */
-#define SMTP_F_NO_QUICKACK	0x02	/* no TCP_QUICKACK re-arming */
-#define SMTP_F_NATIVE		0x04	/* let libESMTP rewrite headers and
-					   use BDAT: the message is NOT sent
-					   byte for byte */
+/* How the last smtp_deliver went, for the worker's session log line. */
+struct smtp_stats {
+	unsigned	sessions;	/* sessions that greeted */
+	int		nodelay;	/* TCP_NODELAY read back: 1, 0, -1 */
+	unsigned long	quickacks;	/* TCP_QUICKACK re-armed */
+	unsigned long	pipelined;	/* transactions sent as one group */
+};
 
 /*
- * Send msgs[0..n) over one SMTP session, in order, PIPELINING where the
- * server offers it.  relay_out receives "host[ip]:port" of the server
- * that answered, or "none".
+ * Send msgs[0..n) to the relay.  relay_out receives "host[ip]:port" of
+ * the relay that answered, or "none".
  *
- * Returns 0 when a session ran: look at each message and recipient
- * (a message whose every recipient was refused still counts as a
- * session that ran).  Returns -1 with errno set (ECONNREFUSED,
+ * Returns 0 when a session ran (the relay answered a MAIL): look at each
+ * message and recipient.  Returns -1 with errno set (ECONNREFUSED,
  * ETIMEDOUT, EHOSTUNREACH, EPROTO for a refusing greeting or EHLO and
- * for TLS or AUTH that stopped the session, EINVAL for a missing host
- * or an IPv6 literal, ENOSYS if sockopt.c is not in effect, ENOMEM)
- * when no message could be tried: then every message and recipient is
- * deferred (status 4) and carries the reason in reply.
+ * for TLS or AUTH that stopped the session, EINVAL for a missing host,
+ * ENOMEM) when no message could be tried: then every message and
+ * recipient is deferred (status 4) and carries the reason in reply.
  *
- * A session that ended early (421, lost connection, timeout, the caller
- * stopping it) leaves the messages after the transaction in flight
- * deferred with untried set: the relay never saw them.  The transaction
- * in flight is the last one the relay answered, or, when that one was
- * over and the session was neither closed by a 421 nor stopped by the
- * caller, the next one (its MAIL may have gone out unanswered).
- *
- * One call at a time per process (see sockopt.h); the worker's
- * environment gets XDG_CONFIG_DIR set (see smtp.c, no_client_cert).
+ * A session that ended early (421, lost connection, timeout) defers the
+ * transaction in flight and leaves the later messages of its entry
+ * untried: the relay never saw them.  Entries no session took are
+ * untried too.
  *
  * Input that would inject SMTP commands or headers is refused per item:
  * a recipient address or sender with control characters, '<' or '>'
@@ -165,5 +125,6 @@ struct smtp_relay {
  */
 int	smtp_deliver(const struct smtp_relay *, struct smtp_msg *msgs, size_t n,
 	    char *relay_out, size_t relay_len);
+void	smtp_last_stats(struct smtp_stats *);
 
 #endif

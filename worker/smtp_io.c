@@ -227,8 +227,9 @@ read_some(struct smtp_io *io, size_t room)
 
 	if (io->ssl == NULL) {
 		/* Re-armed before each read: the kernel clears it. */
-		(void)setsockopt(io->fd, IPPROTO_TCP, TCP_QUICKACK, &on,
-		    sizeof(on));
+		if (setsockopt(io->fd, IPPROTO_TCP, TCP_QUICKACK, &on,
+		    sizeof(on)) == 0)
+			io->quickacks++;
 		r = recv(io->fd, io->in + io->inlen, room, 0);
 		if (r == 0) {
 			io->eof = 1;
@@ -382,8 +383,9 @@ smtp_io_tls_desc(const struct smtp_io *io, char *buf, size_t len)
 		snprintf(buf, len, "%s", "");
 		return;
 	}
-	snprintf(buf, len, "%s with cipher %s", SSL_get_version(io->ssl),
-	    SSL_get_cipher_name(io->ssl));
+	snprintf(buf, len, "%s with cipher %s (%d bits)",
+	    SSL_get_version(io->ssl), SSL_get_cipher_name(io->ssl),
+	    SSL_get_cipher_bits(io->ssl, NULL));
 }
 
 void

@@ -29,6 +29,7 @@ struct smtp_io {
 	char	*out;
 	size_t	 outlen, outoff, outcap;
 	int	 ssl_wlen;	/* a TLS write to repeat: its length */
+	unsigned long quickacks;	/* TCP_QUICKACK re-armed */
 	int	 verified;	/* TLS: chain and name verified */
 	char	 tls_error[128]; /* TLS: why the handshake or check failed */
 };
@@ -61,7 +62,7 @@ size_t	smtp_io_unread(const struct smtp_io *);
  */
 int	smtp_io_starttls(struct smtp_io *, SSL_CTX *, const char *peer);
 int	smtp_io_handshake(struct smtp_io *);
-/* The TLS version and cipher, "" in clear text. */
+/* "TLSv1.3 with cipher NAME (N bits)", "" in clear text. */
 void	smtp_io_tls_desc(const struct smtp_io *, char *, size_t);
 void	smtp_io_close(struct smtp_io *);
 /*

@@ -32,7 +32,11 @@
  */
 #include <sys/socket.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
 #include <errno.h>
+#include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +80,8 @@ struct smtp_session {
 	struct smtp_io	 io;
 	enum phase	 phase;
 	unsigned	 ext;		/* enum ext offered by the relay */
+	unsigned long	 size_limit;	/* its SIZE */
+	unsigned long	 pipelined;	/* transactions sent as one group */
 	int		 ready_once;
 	struct expect	*q;
 	size_t		 qhead, qlen, qcap;
@@ -83,6 +89,7 @@ struct smtp_session {
 	long long	 deadline;
 	const char	*waiting;	/* for a timeout's text */
 	char		 error[SMTP_REPLY_MAX];
+	int		 err;		/* errno-style cause of the end */
 	/* the transaction in flight */
 	struct smtp_txn	*t;
 	unsigned	 gen;		/* counts transactions */
@@ -95,6 +102,8 @@ struct smtp_session {
 	struct smtp_enc	 enc;
 	char		*chunk;
 	char		 tls_desc[96];
+	struct sockaddr_storage peer;
+	socklen_t	 peerlen;
 };
 
 long long
@@ -333,20 +342,31 @@ fail(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(s->error, sizeof(s->error), fmt, ap);
 	va_end(ap);
+	if (s->err == 0)
+		s->err = code == 421 ? ECONNRESET : EPROTO;
+	/* Closed first: done sees a transaction the session cut short. */
+	s->phase = P_CLOSED;
+	smtp_io_close(&s->io);
 	if (s->t != NULL) {
 		txn_settle(s, 4, code, enh, s->error);
 		txn_finish(s);
 	}
-	s->phase = P_CLOSED;
-	smtp_io_close(&s->io);
 }
+
+/* fail() with the errno-style cause set. */
+#define fail_err(s, e, ...)	do {					\
+	(s)->err = (e);							\
+	fail((s), __VA_ARGS__);						\
+} while (0)
 
 /* ---- the transaction ---------------------------------------------- */
 
 /* An address that cannot inject a command: no controls, no <>. */
 static int
-addr_ok(const char *a)
+addr_ok(const char *a, int empty_ok)
 {
+	if ((*a == '\0' && !empty_ok) || strlen(a) > 512)
+		return 0;
 	for (; *a != '\0'; a++)
 		if ((unsigned char)*a < 0x21 || *a == 0x7f || *a == '<' ||
 		    *a == '>')
@@ -409,6 +429,7 @@ smtp_session_start(struct smtp_session *s, struct smtp_txn *t)
 	s->gen++;
 	t->status = 0;
 	t->sent = 0;
+	t->mail_code = 0;
 	t->reply[0] = '\0';
 	s->mail_ok = 0;
 	s->accepted = 0;
@@ -418,13 +439,13 @@ smtp_session_start(struct smtp_session *s, struct smtp_txn *t)
 	smtp_enc_init(&s->enc, !s->bdat);
 	for (i = 0; i < t->nrcpts; i++) {
 		t->rcpts[i].status = 0;
-		if (!addr_ok(t->rcpts[i].addr))
+		if (!addr_ok(t->rcpts[i].addr, 0))
 			rcpt_set(&t->rcpts[i], 5, 0, "5.1.3",
-			    "bad recipient address syntax");
+			    "invalid recipient address");
 	}
-	if (!addr_ok(t->sender) || next_good(s, 0) == t->nrcpts) {
-		txn_settle(s, 5, 0, "5.1.7", addr_ok(t->sender) ?
-		    "no valid recipient" : "bad sender address syntax");
+	if (!addr_ok(t->sender, 1) || next_good(s, 0) == t->nrcpts) {
+		txn_settle(s, 5, 0, "5.1.7", addr_ok(t->sender, 1) ?
+		    "no valid recipient" : "invalid envelope sender address");
 		txn_finish(s);
 		return 0;
 	}
@@ -435,6 +456,7 @@ smtp_session_start(struct smtp_session *s, struct smtp_txn *t)
 	t->sent = 1;
 	if (!pipelining(s))
 		return 0;
+	s->pipelined++;
 	for (i = next_good(s, 0); i < t->nrcpts; i = next_good(s, i + 1))
 		if (send_rcpt(s, i) == -1)
 			return 0;
@@ -541,6 +563,7 @@ on_mail(struct smtp_session *s, const struct smtp_reply *r)
 
 	if (s->t == NULL)
 		return;
+	s->t->mail_code = r->code;
 	s->mail_ok = r->code / 100 == 2 ? 1 : -1;
 	if (s->mail_ok == 1) {
 		if (!pipelining(s) && (i = next_good(s, 0)) < s->t->nrcpts)
@@ -642,6 +665,8 @@ ehlo_keyword(struct smtp_session *s, const char *kw, size_t len)
 	};
 	size_t i, n;
 
+	if (len > 5 && strncasecmp(kw, "SIZE ", 5) == 0)
+		s->size_limit = strtoul(kw + 5, NULL, 10);
 	for (i = 0; i < sizeof(kws) / sizeof(kws[0]); i++) {
 		n = strlen(kws[i].name);
 		if (len >= n && strncasecmp(kw, kws[i].name, n) == 0 &&
@@ -854,7 +879,7 @@ on_auth(struct smtp_session *s, enum cmd c, const struct smtp_reply *r)
 		explicit_bzero(enc, sizeof(enc));
 		return;
 	}
-	fail(s, r->code, r->enh, "AUTH failed: %s", r->text);
+	fail(s, r->code, r->enh, "authentication failed: %s", r->text);
 }
 
 /* ---- replies ------------------------------------------------------ */
@@ -868,7 +893,7 @@ on_reply(struct smtp_session *s, const struct expect *e,
 		if (r->code / 100 == 2)
 			send_ehlo(s);
 		else
-			fail(s, r->code, r->enh, "refused greeting: %s",
+			fail(s, r->code, r->enh, "refused to talk to me: %s",
 			    r->text);
 		break;
 	case C_EHLO:
@@ -922,6 +947,8 @@ take_reply(struct smtp_session *s, const struct smtp_reply *r)
 	}
 	e = s->q[s->qhead++];
 	if (r->code == 421 && e.cmd != C_QUIT) {
+		if (e.cmd == C_MAIL && s->t != NULL && e.gen == s->gen)
+			s->t->mail_code = 421;	/* MAIL was answered */
 		fail(s, 421, r->enh, "%s", r->text);
 		return;
 	}
@@ -972,7 +999,8 @@ static void
 on_connected(struct smtp_session *s)
 {
 	if (smtp_io_connected(&s->io) == -1) {
-		fail(s, 0, "4.4.1", "connect failed: %s", strerror(errno));
+		fail_err(s, errno, 0, "4.4.1", "connect failed: %s",
+		    strerror(errno));
 		return;
 	}
 	s->phase = P_SETUP;
@@ -986,11 +1014,11 @@ lost(struct smtp_session *s, int err)
 	const char *what = s->waiting ? s->waiting : "reply";
 
 	if (s->io.tls_error[0] != '\0' && err == EPROTO)
-		fail(s, 0, "4.4.2", "TLS error while waiting for %s: %s", what,
-		    s->io.tls_error);
+		fail_err(s, EPROTO, 0, "4.4.2", "TLS error while waiting for "
+		    "%s: %s", what, s->io.tls_error);
 	else
-		fail(s, 0, "4.4.2", "lost connection while waiting for %s",
-		    what);
+		fail_err(s, ECONNRESET, 0, "4.4.2", "lost connection while "
+		    "waiting for %s", what);
 }
 
 static void
@@ -1044,7 +1072,7 @@ smtp_session_handle(struct smtp_session *s, short revents, long long now)
 	if (revents == 0) {
 		if (s->deadline > 0 && now >= s->deadline &&
 		    s->phase != P_READY)
-			fail(s, 0, "4.4.2", s->phase == P_CONNECT ?
+			fail_err(s, ETIMEDOUT, 0, "4.4.2", s->phase == P_CONNECT ?
 			    "connect timed out" : "timed out while waiting "
 			    "for %s", s->waiting ? s->waiting : "reply");
 		return;
@@ -1119,12 +1147,17 @@ smtp_session_new(const struct smtp_conf *conf, const struct sockaddr *sa,
 	s->phase = P_CONNECT;
 	s->waiting = "connect";
 	s->deadline = smtp_now_ms() + ms_or(conf->connect_ms, 30000);
+	if (len <= sizeof(s->peer)) {
+		memcpy(&s->peer, sa, len);
+		s->peerlen = len;
+	}
 	if (conf->tls != SMTP_TLS_NONE && conf->tls_ctx == NULL) {
 		fail(s, 0, "4.7.5", "TLS wanted but no TLS context");
 		return s;
 	}
 	if (smtp_io_connect(&s->io, sa, len) == -1)
-		fail(s, 0, "4.4.1", "connect failed: %s", strerror(errno));
+		fail_err(s, errno, 0, "4.4.1", "connect failed: %s",
+		    strerror(errno));
 	return s;
 }
 
@@ -1152,6 +1185,12 @@ smtp_session_error(const struct smtp_session *s)
 	return s->error;
 }
 
+int
+smtp_session_errno(const struct smtp_session *s)
+{
+	return s->err;
+}
+
 const char *
 smtp_session_tls(const struct smtp_session *s, int *verified,
     const char **why)
@@ -1159,6 +1198,33 @@ smtp_session_tls(const struct smtp_session *s, int *verified,
 	*verified = s->io.verified;
 	*why = s->io.tls_error;
 	return s->tls_desc;
+}
+
+void
+smtp_session_stats(const struct smtp_session *s,
+    struct smtp_session_stats *st)
+{
+	int on = -1;
+	socklen_t len = sizeof(on);
+
+	st->size_limit = s->size_limit;
+	st->pipelined = s->pipelined;
+	st->quickacks = s->io.quickacks;
+	if (s->io.fd == -1 || getsockopt(s->io.fd, IPPROTO_TCP, TCP_NODELAY,
+	    &on, &len) == -1)
+		on = -1;
+	st->nodelay = on == -1 ? -1 : on != 0;
+}
+
+void
+smtp_session_peer(const struct smtp_session *s, char *ip, size_t iplen,
+    char *port, size_t portlen)
+{
+	ip[0] = port[0] = '\0';
+	if (s->peerlen > 0)
+		(void)getnameinfo((const struct sockaddr *)&s->peer,
+		    s->peerlen, ip, (socklen_t)iplen, port, (socklen_t)portlen,
+		    NI_NUMERICHOST | NI_NUMERICSERV);
 }
 
 void

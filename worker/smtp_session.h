@@ -70,7 +70,8 @@ struct smtp_txn {
 	/* out: the message's end-of-data (or MAIL) outcome */
 	int		 status;	/* 2, 4, 5 */
 	char		 reply[SMTP_REPLY_MAX];
-	int		 sent;		/* its MAIL reached the relay */
+	int		 sent;		/* its MAIL went to the relay */
+	int		 mail_code;	/* the reply to MAIL, 0: none came */
 };
 
 struct smtp_conf {
@@ -99,6 +100,12 @@ int	smtp_session_idle(const struct smtp_session *);
 int	smtp_session_closed(const struct smtp_session *);
 /* Why the session ended or failed to start, "" while it runs well. */
 const char *smtp_session_error(const struct smtp_session *);
+/*
+ * The cause as an errno value: ECONNREFUSED and the like for a connect,
+ * ETIMEDOUT, ECONNRESET (lost, 421), EPROTO (refused greeting or EHLO,
+ * TLS, AUTH, a reply that makes no sense); 0 while it runs.
+ */
+int	smtp_session_errno(const struct smtp_session *);
 /* True once the relay greeted and took EHLO/HELO, TLS and AUTH. */
 int	smtp_session_ready_once(const struct smtp_session *);
 /*
@@ -111,6 +118,19 @@ void	smtp_session_quit(struct smtp_session *);
 /* TLS: "TLSv1.3 with cipher ...", "" in clear; verified 1/0, why not. */
 const char *smtp_session_tls(const struct smtp_session *, int *verified,
 	    const char **why);
+/* What the relay offered and how the session went, for a log line. */
+struct smtp_session_stats {
+	unsigned long	size_limit;	/* the relay's SIZE, 0: none */
+	unsigned long	pipelined;	/* transactions sent in one group */
+	int		nodelay;	/* TCP_NODELAY read back: 1, 0, -1 */
+	unsigned long	quickacks;	/* TCP_QUICKACK re-armed */
+};
+void	smtp_session_stats(const struct smtp_session *,
+	    struct smtp_session_stats *);
+/* The relay's address as "ip" and "port" (numeric), "" before connect. */
+void	smtp_session_peer(const struct smtp_session *, char *ip, size_t,
+	    char *port, size_t);
+
 /* Ends the session at once (a transaction in flight is deferred). */
 void	smtp_session_abort(struct smtp_session *, const char *why);
 void	smtp_session_free(struct smtp_session *);
