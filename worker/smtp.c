@@ -351,7 +351,8 @@ read_password(struct run *r, const char *path)
 	if (n < 0)
 		return password_error(r, path, strerror(errno));
 	if (strlen(r->pass) > SECRET_MAX)
-		return password_error(r, path, "password longer than 255 bytes");
+		return password_error(r, path,
+		    "password longer than 255 bytes");
 	if (r->pass[0] == '\0')
 		return password_error(r, path, "no password on its first line");
 	return 0;
@@ -682,8 +683,8 @@ make_units(struct run *r)
 	for (i = 0; i < r->n; i++) {
 		if (i == 0 || r->msgs[i].app != r->msgs[i - 1].app ||
 		    r->msgs[i].app == NULL) {
-			r->units[r->nunits].first = r->units[r->nunits].next = i;
-			r->nunits++;
+			r->units[r->nunits].first = i;
+			r->units[r->nunits++].next = i;
 		}
 		r->units[r->nunits - 1].count++;
 	}

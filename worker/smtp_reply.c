@@ -43,7 +43,8 @@ static int
 line_code(const char *line, size_t len, char *sep)
 {
 	if (len < 3 || !isdigit((unsigned char)line[0]) ||
-	    !isdigit((unsigned char)line[1]) || !isdigit((unsigned char)line[2]))
+	    !isdigit((unsigned char)line[1]) ||
+	    !isdigit((unsigned char)line[2]))
 		return -1;
 	if (line[0] < '2' || line[0] > '5')
 		return -1;

@@ -1072,9 +1072,10 @@ smtp_session_handle(struct smtp_session *s, short revents, long long now)
 	if (revents == 0) {
 		if (s->deadline > 0 && now >= s->deadline &&
 		    s->phase != P_READY)
-			fail_err(s, ETIMEDOUT, 0, "4.4.2", s->phase == P_CONNECT ?
-			    "connect timed out" : "timed out while waiting "
-			    "for %s", s->waiting ? s->waiting : "reply");
+			fail_err(s, ETIMEDOUT, 0, "4.4.2", "%s%s",
+			    s->phase == P_CONNECT ? "connect timed out" :
+			    "timed out while waiting for ", s->phase ==
+			    P_CONNECT ? "" : s->waiting ? s->waiting : "reply");
 		return;
 	}
 	if (s->phase == P_CONNECT) {
