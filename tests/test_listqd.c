@@ -1125,3 +1125,54 @@ Test(listqd, relay_dropping_every_session_rests, .init = setup,
 	cr_assert_eq(log_count(&D, "worker 0 waits 2 s"), sessions);
 	cr_assert_eq(queue_count(NULL, 0), 6);
 }
+
+/*
+ * Several sessions per worker (smtp_sessions): one worker carries its
+ * entries over more than one connection at once, and every transaction
+ * of an entry (one recipient each here) goes over the connection that
+ * took the entry: an entry is in one session at a time.  The relay holds
+ * each end-of-data reply 0.3 s, so that one session alone would take
+ * seconds for what the others share.
+ */
+Test(listqd, entries_spread_over_sessions_one_session_each, .init = setup,
+    .fini = teardown, .timeout = 120)
+{
+	struct want w = { &S, 36 };	/* 12 entries x 3 recipients */
+	unsigned long conn_of[12] = { 0 }, first = 0;
+	struct txn *t;
+	size_t n, i, conns = 0;
+	const char *subj;
+	int k;
+
+	make_list("spread", 3);
+	sink_start(&S, "stall DOT 0.3\n", 0, false);
+	for (k = 0; k < 12; k++)
+		post("spread", k);
+	daemon_config(&D, S.port, "max_rcpts_per_transaction = 1\n"
+	    "smtp_sessions = 4\n");
+	daemon_start(&D, 1);
+	cr_assert(wait_until(have_copies, &w, WAIT_MS), "%zu of %zu copies",
+	    copies(&S), w.copies);
+	n = sink_load(&S, &t);
+	cr_assert_eq(n, 36, "one transaction per recipient");
+	for (i = 0; i < n; i++) {
+		cr_assert_not_null(subj = strstr(t[i].data, "Subject: msg-"));
+		k = (int)strtol(subj + 13, NULL, 10);
+		cr_assert(k >= 0 && k < 12);
+		if (conn_of[k] == 0)
+			conn_of[k] = t[i].conn;
+		cr_assert_eq(t[i].conn, conn_of[k], "msg-%04d went over "
+		    "connections %lu and %lu", k, conn_of[k], t[i].conn);
+	}
+	for (k = 0; k < 12; k++) {
+		if (first == 0)
+			first = conn_of[k];
+		conns += conn_of[k] != first;
+	}
+	cr_assert_gt(conns, 0, "every entry went over connection %lu",
+	    first);
+	txns_free(t, n);
+	cr_assert(wait_until(queue_empty, NULL, WAIT_MS), "%zu entries left",
+	    queue_count(NULL, 0));
+	cr_assert_eq(log_count(&D, "status=sent"), 36);
+}
