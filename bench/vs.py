@@ -130,8 +130,8 @@ def ensure_packages(what):
     need = []
     if not os.path.exists('/usr/sbin/smtp-sink'):
         need.append('postfix')
-    if not shutil.which('gnuplot'):
-        need.append('gnuplot-nox')
+    if 'scaling' in what and not shutil.which('gnuplot'):
+        need.append('gnuplot-nox')	# only the scaling plot needs it
     if not need:
         return
     say('installing ' + ' '.join(need) + ' ("No configuration": nothing starts)')
@@ -1001,8 +1001,7 @@ def bench_rtt(env):
     tpl = listq_template(env, n)
     with open(lq.conf, 'w') as f:
         f.write('smarthost = 127.0.0.1:%d\n' % proxy.port)
-    pf.cmd('stop')
-    pf.running = False
+    pf.stop()		# restarted by pf_load with the proxy as relayhost
     run(['postconf', '-c', pf.etc, '-e',
          'relayhost = [127.0.0.1]:%d' % proxy.port])
     res = {}
