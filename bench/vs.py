@@ -210,6 +210,17 @@ def build():
             os.path.join(TOP, BUILD, 'bench', 'spawn'))
 
 
+def listening(port, tries):
+    """True once something accepts on 127.0.0.1:port (tries x 50 ms)."""
+    for _ in range(tries):
+        try:
+            socket.create_connection(('127.0.0.1', port), 0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
 class Sink:
     """smtp-sink -c on a loopback port; a thread timestamps its counter."""
 
@@ -221,17 +232,9 @@ class Sink:
                  '127.0.0.1:%d' % self.port, '1000'],
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
             started.append(self.p)
-            for _ in range(50):
-                try:
-                    socket.create_connection(('127.0.0.1', self.port),
-                                             0.2).close()
-                    break
-                except OSError:
-                    time.sleep(0.05)
-            else:
-                stop(self.p)
-                continue
-            break
+            if listening(self.port, 50):
+                break
+            stop(self.p)
         else:
             die('smtp-sink could not listen')
         self.mesg = 0
@@ -979,14 +982,8 @@ class Delay:
             [sys.executable, os.path.join(TOP, 'bench', 'delay.py'),
              str(self.port), str(target), str(RTT_MS / 2)])
         started.append(self.p)
-        for _ in range(100):
-            try:
-                socket.create_connection(('127.0.0.1', self.port),
-                                         0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        die('the delay proxy did not listen')
+        if not listening(self.port, 100):
+            die('the delay proxy did not listen')
 
     def stop(self):
         stop(self.p)
