@@ -38,6 +38,13 @@
 #ifndef MAX_MESSAGE_SIZE
 #define MAX_MESSAGE_SIZE	(10 * 1024 * 1024)
 #endif
+/*
+ * A setting as text.  Variadic, because a value may hold commas
+ * (MAIL_GIDS=991,65534 arrives as two macro arguments otherwise).
+ */
+#define SETTING_TEXT_(...)	#__VA_ARGS__
+#define SETTING_TEXT(...)	SETTING_TEXT_(__VA_ARGS__)
+
 #ifndef LISTQ_VERSION
 #define LISTQ_VERSION	"0.1"
 #endif

@@ -26,9 +26,6 @@
 #include "list.h"
 #include "settings.h"
 
-#define XSTR(x)	STR(x)
-#define STR(x)	#x
-
 static int
 name_cmp(const void *a, const void *b)
 {
@@ -379,13 +376,15 @@ cmd_aliases(struct admin *a, int argc, char **argv)
 		printf("# listq: aliases for Exim, for the file of a redirect "
 		    "router such as\n# system_aliases, with pipe_transport = "
 		    "address_pipe; the pipe must run\n# in a group allowed to "
-		    "run the wrapper (MAIL_GIDS: %s).\n", XSTR(MAIL_GIDS));
+		    "run the wrapper (MAIL_GIDS: %s).\n",
+		    SETTING_TEXT(MAIL_GIDS));
 	else
 		printf("# listq: aliases for Postfix (or Sendmail): add them "
 		    "to the aliases file,\n# then run newaliases.  The pipe "
 		    "runs "
 		    "as default_privs, whose group\n# must be allowed to run "
-		    "the wrapper (MAIL_GIDS: %s).\n", XSTR(MAIL_GIDS));
+		    "the wrapper (MAIL_GIDS: %s).\n",
+		    SETTING_TEXT(MAIL_GIDS));
 	for (i = 0; i < n; i++)
 		for (r = 0; r < 3; r++) {
 			snprintf(key, sizeof(key), "%s%s%s:", names[i],
