@@ -67,6 +67,26 @@ free_names(char **v, size_t n)
 	free(v);
 }
 
+/* The addresses of one file of a list, its bad lines added to li's. */
+static int
+count_file(const char *name, const char *file, struct list_info *li,
+    size_t *n)
+{
+	struct addr_list l;
+	struct bad_lines bad;
+
+	if (list_file_read(LISTDIR, name, file, &l, &bad, li->error,
+	    sizeof(li->error)) == -1)
+		return -1;
+	*n = l.n;
+	addr_list_free(&l);
+	if (bad.n > 0 && li->bad == 0)
+		snprintf(li->first_bad, sizeof(li->first_bad), "%s line %zu: "
+		    "%s", file, bad.first, bad.why);
+	li->bad += bad.n;
+	return 0;
+}
+
 void
 list_info(const char *name, struct list_info *li)
 {
@@ -77,22 +97,14 @@ list_info(const char *name, struct list_info *li)
 	if (list_conf_load(LISTDIR, name, &li->lc, li->error,
 	    sizeof(li->error)) == -1)
 		return;
-	if (list_addresses(LISTDIR, name, "members", &l, &li->bad, li->error,
-	    sizeof(li->error)) == -1)
+	if (count_file(name, "members", li, &li->members) == -1)
 		return;
-	li->members = l.n;
-	addr_list_free(&l);
 	if (list_enabled_members(LISTDIR, name, &l, &bad, li->error,
 	    sizeof(li->error)) == -1)
 		return;
 	li->enabled = l.n;
 	addr_list_free(&l);
-	if (list_addresses(LISTDIR, name, "owners", &l, &bad, li->error,
-	    sizeof(li->error)) == -1)
-		return;
-	li->owners = l.n;
-	li->bad += bad;
-	addr_list_free(&l);
+	count_file(name, "owners", li, &li->owners);
 }
 
 int
