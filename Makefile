@@ -66,7 +66,7 @@ COMMON_SRC	= common/address.c common/config.c common/durable.c \
 WRAPPER_SRC	= wrapper/privilege.c wrapper/wrapper.c
 LISTQD_SRC	= worker/bounce.c worker/deliver.c worker/dsn.c worker/listqd.c \
 		  worker/incoming.c worker/master.c worker/msghead.c \
-		  worker/notify.c worker/relay.c \
+		  worker/notify.c worker/probe.c worker/relay.c \
 		  worker/schedule.c worker/smtp.c worker/sockopt.c worker/worker.c
 TEST_SRC	= $(wildcard tests/test_*.c) tests/harness.c tests/daemon.c
 # The admin path (listq, and its end in listqd): shared by both programs.
@@ -158,7 +158,7 @@ $(BUILD)/tests/listq-sink: tests/sink/listq-sink.c
 
 # The unit tests of worker/ parts that need no daemon.
 TEST_WORKER_OBJ	= $(BUILD)/obj/worker/bounce.o $(BUILD)/obj/worker/dsn.o \
-		  $(BUILD)/obj/worker/msghead.o
+		  $(BUILD)/obj/worker/msghead.o $(BUILD)/obj/worker/probe.o
 
 $(BUILD)/obj/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
