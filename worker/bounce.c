@@ -665,6 +665,19 @@ still_member(const char *listdir, const char *list, const char *member)
 	return found;
 }
 
+/* Disables member if it still is one: 1 now, 2 not, -1 on failure. */
+static int
+disable_probed(const char *listdir, const char *list, int dirfd,
+    const char *member)
+{
+	int rc;
+
+	if (!still_member(listdir, list, member))
+		return 2;
+	rc = disable_member(listdir, list, dirfd, member);
+	return rc == 0 ? 2 : rc;
+}
+
 int
 bounce_probe_failed(const char *listdir, const char *list, const char *token,
     const struct config *c, time_t now, char *member, size_t len, char *err,
@@ -679,11 +692,8 @@ bounce_probe_failed(const char *listdir, const char *list, const char *token,
 		return -1;
 	rc = probe_take(dirfd, token, now, (time_t)c->bounce_info_stale_after,
 	    member, len);
-	if (rc == 1 && !still_member(listdir, list, member))
-		rc = 2;
-	else if (rc == 1 && (rc = disable_member(listdir, list, dirfd,
-	    member)) == 0)
-		rc = 2;
+	if (rc == 1)
+		rc = disable_probed(listdir, list, dirfd, member);
 	if (rc == -1)
 		snprintf(err, errlen, "%s/%s: probe %s: %s", listdir, list, token,
 		    strerror(errno));

@@ -29,6 +29,8 @@
 
 #define PROBES_FILE	"probes"
 
+_Static_assert(PROBE_TOKEN_LEN == 2 * PROBE_TOKEN_BYTES, "a token is hex");
+
 struct probe {
 	char		token[PROBE_TOKEN_LEN + 1];
 	char		member[ADDR_MAX + 1];

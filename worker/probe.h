@@ -13,8 +13,8 @@
 #include <stddef.h>
 #include <time.h>
 
-#define PROBE_TOKEN_BYTES	16			/* 128 random bits */
-#define PROBE_TOKEN_LEN		(2 * PROBE_TOKEN_BYTES)	/* in hex */
+#define PROBE_TOKEN_BYTES	16	/* 128 random bits */
+#define PROBE_TOKEN_LEN		32	/* the same in hex */
 #define PROBE_TAG		"probe-"		/* before the token */
 
 /*
