@@ -31,11 +31,13 @@ make_test_users() {
 
 # build_wrapper BUILDDIR UID GID MAILGIDS SPOOL LISTS [TARGETS]: the
 # wrapper, listqd and listq (or only the make TARGETS given), with these
-# settings compiled in.
+# settings compiled in, and a spool reserve of 1 MiB (LISTQ_TEST_RESERVE)
+# that the torture suite's small file systems can hold.
 build_wrapper() {
 	${MAKE:-make} -s --no-print-directory BUILD="$1" LISTQ_UID="$2" \
 	    LISTQ_GID="$3" MAIL_GIDS="$4" SPOOLDIR="$5" LISTDIR="$6" \
 	    MAX_MESSAGE_SIZE=${LISTQ_TEST_MAX_SIZE:-10485760} \
+	    SPOOL_RESERVE=${LISTQ_TEST_RESERVE:-1048576} \
 	    ${7:-wrapper daemon admin}
 }
 

@@ -16,7 +16,7 @@ BUILD=${BUILD:-build}
 MAKE=${MAKE:-make}
 top=$(pwd)
 suite=${SUITE:-$BUILD/tests/listq-tests}
-export LISTQ_TEST_MAX_SIZE=10485760
+export LISTQ_TEST_MAX_SIZE=10485760 LISTQ_TEST_RESERVE=1048576
 
 . tests/lib.sh
 

@@ -32,6 +32,7 @@ static const struct {
 	{ "LISTQ_GID", SETTING_TEXT(LISTQ_GID) },
 	{ "MAIL_GIDS", SETTING_TEXT(MAIL_GIDS) },
 	{ "MAX_MESSAGE_SIZE", SETTING_TEXT(MAX_MESSAGE_SIZE) },
+	{ "SPOOL_RESERVE", SETTING_TEXT(SPOOL_RESERVE) },
 	{ "VERSION", LISTQ_VERSION },
 };
 #define NSETTINGS	(sizeof(settings) / sizeof(settings[0]))
