@@ -19,6 +19,12 @@ LISTQ_UID	?= $(shell id -u)
 LISTQ_GID	?= $(shell id -g)
 MAIL_GIDS	?= 65534
 MAX_MESSAGE_SIZE ?= 10485760
+# Free bytes the wrapper leaves on the spool's file system for listqd;
+# by default the larger of 4 x MAX_MESSAGE_SIZE and 32 MiB.
+ifeq ($(SPOOL_RESERVE),)
+SPOOL_RESERVE	:= $(shell r=$$((4 * $(MAX_MESSAGE_SIZE))); \
+		   echo $$((r > 33554432 ? r : 33554432)))
+endif
 
 BUILD		?= build
 CC		?= cc
@@ -31,7 +37,8 @@ SETTINGS	= -DPREFIX='"$(PREFIX)"' -DLIBEXECDIR='"$(LIBEXECDIR)"' \
 		  -DSYSCONFDIR='"$(SYSCONFDIR)"' -DSPOOLDIR='"$(SPOOLDIR)"' \
 		  -DLISTDIR='"$(LISTDIR)"' -DLISTQ_USER='"$(LISTQ_USER)"' \
 		  -DLISTQ_UID=$(LISTQ_UID) -DLISTQ_GID=$(LISTQ_GID) \
-		  -DMAIL_GIDS=$(MAIL_GIDS) -DMAX_MESSAGE_SIZE=$(MAX_MESSAGE_SIZE)
+		  -DMAIL_GIDS=$(MAIL_GIDS) -DMAX_MESSAGE_SIZE=$(MAX_MESSAGE_SIZE) \
+		  -DSPOOL_RESERVE=$(SPOOL_RESERVE)
 
 pc_cflags	= $(shell $(PKG_CONFIG) --cflags $(1) 2>/dev/null)
 pc_libs		= $(shell $(PKG_CONFIG) --libs $(1) 2>/dev/null)
@@ -68,7 +75,7 @@ WRAPPER_SRC	= wrapper/privilege.c wrapper/wrapper.c
 SMTP_CLIENT_SRC	= worker/smtp_io.c worker/smtp_reply.c worker/smtp_session.c
 LISTQD_SRC	= worker/bounce.c worker/deliver.c worker/dsn.c worker/listqd.c \
 		  worker/incoming.c worker/master.c worker/msghead.c \
-		  worker/notify.c worker/relay.c \
+		  worker/notify.c worker/probe.c worker/relay.c \
 		  worker/schedule.c worker/smtp.c worker/worker.c \
 		  $(SMTP_CLIENT_SRC)
 TEST_SRC	= $(wildcard tests/test_*.c) tests/harness.c tests/daemon.c
@@ -161,7 +168,8 @@ $(BUILD)/tests/listq-sink: tests/sink/listq-sink.c
 
 # The unit tests of worker/ parts that need no daemon.
 TEST_WORKER_OBJ	= $(BUILD)/obj/worker/bounce.o $(BUILD)/obj/worker/dsn.o \
-		  $(BUILD)/obj/worker/msghead.o $(SMTP_CLIENT_OBJ)
+		  $(BUILD)/obj/worker/msghead.o $(BUILD)/obj/worker/probe.o \
+		  $(SMTP_CLIENT_OBJ)
 
 $(BUILD)/obj/tests/%.o: tests/%.c
 	@mkdir -p $(@D)

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "durable.h"
@@ -71,4 +72,23 @@ durable_replace(int dirfd, const char *name, const void *buf, size_t len)
 	unlinkat(dirfd, tmp, 0);
 	errno = saved;
 	return -1;
+}
+
+int
+durable_replace_with(int dirfd, const char *name,
+    void (*emit)(FILE *, const void *), const void *arg)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+	int rc, saved;
+
+	if ((f = open_memstream(&buf, &len)) == NULL)
+		return -1;
+	emit(f, arg);
+	rc = fclose(f) == 0 ? durable_replace(dirfd, name, buf, len) : -1;
+	saved = errno;
+	free(buf);
+	errno = saved;
+	return rc;
 }

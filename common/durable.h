@@ -7,6 +7,7 @@
 #define LISTQ_DURABLE_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 /* write(2) until len bytes are written (EINTR retried). */
 int	write_full(int fd, const void *buf, size_t len);
@@ -28,5 +29,12 @@ int	durable_commit(int fd, int fromdir, const char *from, int todir,
  */
 int	durable_replace(int dirfd, const char *name, const void *buf,
 	    size_t len);
+
+/*
+ * durable_replace() of what emit writes to the stream it is given
+ * (composed in memory first): for files rewritten line by line.
+ */
+int	durable_replace_with(int dirfd, const char *name,
+	    void (*emit)(FILE *, const void *), const void *arg);
 
 #endif

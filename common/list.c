@@ -2,8 +2,12 @@
  * Reading lists (see list.h).
  *
  * Invariants: an address handed out is valid by address_valid() and at
- * most ADDR_MAX bytes; a list's configuration is complete (its address
- * valid) or the load fails with the file and line named.
+ * most ADDR_MAX bytes; every reader of a list file (listqd, listq, an
+ * import) takes its lines by list_line_take(), whole: a line longer than
+ * LIST_LINE_MAX is one bad line, never a comment and an address; a
+ * list's configuration is complete (its address valid) or the load
+ * fails with the file and line named.  Failure modes: out of memory
+ * (ENOMEM, nothing returned), a file that cannot be opened (named).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -108,41 +112,83 @@ address_of_line(char *line)
 	return line;
 }
 
-void
-list_line_address(const char *line, char *out, size_t len)
+/*
+ * A line is judged whole: one longer than LIST_LINE_MAX is bad as a
+ * whole, never cut into a comment and an address.
+ */
+enum list_line
+list_line_take(const char *line, size_t len, char *out, size_t outlen,
+    const char **why)
 {
-	char buf[1024];
+	char buf[LIST_LINE_MAX + 1], *a;
 
-	strlcpy(buf, line, sizeof(buf));
-	strlcpy(out, address_of_line(buf), len);
+	*why = NULL;
+	out[0] = '\0';
+	if (len > 0 && line[len - 1] == '\n')
+		len--;
+	if (len > LIST_LINE_MAX) {
+		*why = "longer than " LIST_LINE_MAX_TEXT " bytes";
+		return LIST_LINE_BAD;
+	}
+	memcpy(buf, line, len);
+	buf[len] = '\0';
+	if (strlen(buf) != len) {
+		*why = "holds a NUL byte";
+		return LIST_LINE_BAD;
+	}
+	if (*(a = address_of_line(buf)) == '\0')
+		return LIST_LINE_NONE;
+	if (!address_valid(a) || strlcpy(out, a, outlen) >= outlen) {
+		out[0] = '\0';
+		*why = "not a valid address";
+		return LIST_LINE_BAD;
+	}
+	return LIST_LINE_ADDRESS;
+}
+
+static void
+bad_line(struct bad_lines *bad, size_t lineno, const char *why)
+{
+	if (bad->n++ == 0) {
+		bad->first = lineno;
+		bad->why = why;
+	}
 }
 
 int
-addr_list_read(FILE *f, struct addr_list *out, size_t *bad,
-    size_t *first_bad)
+addr_list_read(FILE *f, struct addr_list *out, struct bad_lines *bad)
 {
-	char line[1024], *a;
-	size_t lineno = 0;
+	char *line = NULL, addr[ADDR_MAX + 1];
+	const char *why;
+	size_t lineno = 0, cap = 0;
+	ssize_t len;
+	int rc = 0;
 
 	memset(out, 0, sizeof(*out));
-	*bad = *first_bad = 0;
-	while (fgets(line, sizeof(line), f) != NULL) {
+	memset(bad, 0, sizeof(*bad));
+	while ((len = getline(&line, &cap, f)) > 0) {
 		lineno++;
-		a = address_of_line(line);
-		if (*a == '\0')
-			continue;
-		if (!address_valid(a)) {
-			if ((*bad)++ == 0)
-				*first_bad = lineno;
-			continue;
+		switch (list_line_take(line, (size_t)len, addr, sizeof(addr),
+		    &why)) {
+		case LIST_LINE_NONE:
+			break;
+		case LIST_LINE_BAD:
+			bad_line(bad, lineno, why);
+			break;
+		case LIST_LINE_ADDRESS:
+			if (addr_push(out, addr) == -1) {
+				addr_list_free(out);
+				rc = -1;
+			}
+			break;
 		}
-		if (addr_push(out, a) == -1) {
-			addr_list_free(out);
-			errno = ENOMEM;
-			return -1;
-		}
+		if (rc == -1)
+			break;
 	}
-	return 0;
+	free(line);
+	if (rc == -1)
+		errno = ENOMEM;
+	return rc;
 }
 
 /*
@@ -151,16 +197,15 @@ addr_list_read(FILE *f, struct addr_list *out, size_t *bad,
  */
 static int
 read_list_file(const char *listdir, const char *name, const char *file,
-    int optional, struct addr_list *out, size_t *bad, char *err,
+    int optional, struct addr_list *out, struct bad_lines *bad, char *err,
     size_t errlen)
 {
 	char path[1024];
-	size_t first;
 	FILE *f;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	*bad = 0;
+	memset(bad, 0, sizeof(*bad));
 	snprintf(path, sizeof(path), "%s/%s/%s", listdir, name, file);
 	if ((f = fopen(path, "re")) == NULL) {
 		if (optional && errno == ENOENT)
@@ -168,17 +213,28 @@ read_list_file(const char *listdir, const char *name, const char *file,
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
-	if ((rc = addr_list_read(f, out, bad, &first)) == -1)
+	if ((rc = addr_list_read(f, out, bad)) == -1)
 		snprintf(err, errlen, "%s: out of memory", path);
 	fclose(f);
 	return rc;
 }
 
 int
+list_file_read(const char *listdir, const char *name, const char *file,
+    struct addr_list *out, struct bad_lines *bad, char *err, size_t errlen)
+{
+	return read_list_file(listdir, name, file, 0, out, bad, err, errlen);
+}
+
+int
 list_addresses(const char *listdir, const char *name, const char *file,
     struct addr_list *out, size_t *bad, char *err, size_t errlen)
 {
-	return read_list_file(listdir, name, file, 0, out, bad, err, errlen);
+	struct bad_lines b;
+	int rc = read_list_file(listdir, name, file, 0, out, &b, err, errlen);
+
+	*bad = b.n;
+	return rc;
 }
 
 int
@@ -203,7 +259,8 @@ list_enabled_members(const char *listdir, const char *name,
     struct addr_list *out, size_t *bad, char *err, size_t errlen)
 {
 	struct addr_list off;
-	size_t i, kept = 0, badoff;
+	struct bad_lines badoff;
+	size_t i, kept = 0;
 
 	if (list_addresses(listdir, name, "members", out, bad, err,
 	    errlen) == -1)

@@ -1,8 +1,10 @@
 /*
  * Lists: LISTDIR/<name>/ holds "config" (address = name@domain, optional
- * subject_prefix and verp = yes|no), "members" and "owners" (one address per line, '#'
- * comments and blank lines ignored), and "disabled": members kept in the
- * list but not delivered to (same format; missing means none).  A reader takes each file as one
+ * subject_prefix and verp = yes|no), "members" and "owners" (one address
+ * per line, '#' comments and blank lines ignored; a line that is no
+ * address or longer than LIST_LINE_MAX is bad, skipped whole and
+ * counted), and "disabled": members kept in the list but not delivered
+ * to (same format; missing means none).  A reader takes each file as one
  * snapshot: writers replace them by rename, so it sees all of the old
  * list or all of the new, never half.
  */
@@ -50,20 +52,41 @@ int	addr_list_add(struct addr_list *l, const char *a);
 int	list_enabled_members(const char *listdir, const char *name,
 	    struct addr_list *out, size_t *bad, char *err, size_t errlen);
 
-/*
- * Reads the addresses of an open file of the same format into out,
- * counting in *bad the lines that are not valid addresses; *first_bad
- * gets the number of the first such line (0: none).  -1 with errno
- * ENOMEM when out of memory (out is then empty).
- */
-int	addr_list_read(FILE *f, struct addr_list *out, size_t *bad,
-	    size_t *first_bad);
+/* The longest line of a list file, its newline not counted. */
+#define LIST_LINE_MAX		1023
+#define LIST_LINE_MAX_TEXT	"1023"
+
+/* Lines of a list file skipped as bad: how many, and the first one. */
+struct bad_lines {
+	size_t		 n;
+	size_t		 first;		/* its line number, 0: none */
+	const char	*why;		/* what is wrong with it (static) */
+};
+
+/* list_addresses() telling which line was the first bad one. */
+int	list_file_read(const char *listdir, const char *name,
+	    const char *file, struct addr_list *out, struct bad_lines *bad,
+	    char *err, size_t errlen);
 
 /*
- * The address on a line of a list file, as readers take it (comment and
- * surrounding space stripped), into out; "" when the line has none.
+ * Reads the addresses of an open file of the same format into out,
+ * whole lines at a time, describing in *bad the lines that are not
+ * valid addresses or are longer than LIST_LINE_MAX.  -1 with errno
+ * ENOMEM when out of memory (out is then empty).
  */
-void	list_line_address(const char *line, char *out, size_t len);
+int	addr_list_read(FILE *f, struct addr_list *out, struct bad_lines *bad);
+
+enum list_line { LIST_LINE_NONE, LIST_LINE_ADDRESS, LIST_LINE_BAD };
+
+/*
+ * The one rule for a line of a list file (line[0..len), a trailing
+ * newline allowed), for every reader: blank or comment only (NONE), an
+ * address, copied into out (ADDRESS), or bad (BAD, *why says why): not
+ * a valid address, or longer than LIST_LINE_MAX -- such a line is never
+ * cut into pieces.
+ */
+enum list_line list_line_take(const char *line, size_t len, char *out,
+	    size_t outlen, const char **why);
 
 /* Orders two valid addresses the way address_equal() compares them. */
 int	address_compare(const char *a, const char *b);

@@ -6,6 +6,7 @@
  * nothing here ever removes or renames an entry.
  */
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -158,4 +159,15 @@ spool_check(const char *path, uid_t uid, gid_t gid, char *why,
     size_t whylen)
 {
 	return walk_layout(path, uid, gid, check_dir, why, whylen);
+}
+
+int
+spool_free_bytes(int spoolfd, unsigned long long *out)
+{
+	struct statvfs sv;
+
+	if (fstatvfs(spoolfd, &sv) == -1)
+		return -1;
+	*out = (unsigned long long)sv.f_bavail * sv.f_frsize;
+	return 0;
 }

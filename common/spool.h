@@ -44,6 +44,12 @@ int	spool_open(const char *path, uid_t uid, gid_t gid);
 /* Opens a checked subdirectory ("tmp", "hold", ...) of an open spool. */
 int	spool_open_dir(int spoolfd, const char *sub, uid_t uid, gid_t gid);
 
+/*
+ * The bytes an unprivileged writer may still use on the file system of
+ * the open spool (statvfs: f_bavail blocks of f_frsize); -1 with errno.
+ */
+int	spool_free_bytes(int spoolfd, unsigned long long *out);
+
 /* Opens queue/<bucket> of an open spool, checked. */
 int	spool_open_bucket(int spoolfd, unsigned int bucket, uid_t uid,
 	    gid_t gid);

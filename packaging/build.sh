@@ -20,7 +20,7 @@ copy_source() {
 	rm -rf "$1"
 	mkdir -p "$1"
 	tar -C "$top" -cf - --exclude='*.o' --exclude='*.d' \
-	    Makefile README.md SECURITY.md common wrapper worker doc packaging |
+	    LICENSE Makefile README.md SECURITY.md common wrapper worker doc packaging |
 	    tar -C "$1" -xf -
 }
 

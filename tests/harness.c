@@ -75,6 +75,8 @@ target_load(void)
 	T.caller_gid = (gid_t)env_num("LISTQ_TEST_MTA_GID");
 	T.stranger_uid = (uid_t)env_num("LISTQ_TEST_STRANGER_UID");
 	T.stranger_gid = (gid_t)env_num("LISTQ_TEST_STRANGER_GID");
+	T.caller2_uid = (uid_t)env_num("LISTQ_TEST_MTA2_UID");
+	T.caller2_gid = (gid_t)env_num("LISTQ_TEST_MTA2_GID");
 }
 
 static int
@@ -210,9 +212,9 @@ static void
 become_caller(const struct run *r)
 {
 	uid_t uid = r->as_service ? T.svc_uid : r->stranger ?
-	    T.stranger_uid : T.caller_uid;
+	    T.stranger_uid : r->second_mta ? T.caller2_uid : T.caller_uid;
 	gid_t gid = r->as_service ? T.svc_gid : r->stranger ?
-	    T.stranger_gid : T.caller_gid;
+	    T.stranger_gid : r->second_mta ? T.caller2_gid : T.caller_gid;
 	struct passwd *pw = getpwuid(uid);
 
 	if (pw == NULL || initgroups(pw->pw_name, gid) == -1 ||

@@ -22,6 +22,8 @@ struct target {
 	const char	*spool, *lists;
 	uid_t		 svc_uid, caller_uid, stranger_uid;
 	gid_t		 svc_gid, caller_gid, stranger_gid;
+	uid_t		 caller2_uid;	/* an MTA user of the second of */
+	gid_t		 caller2_gid;	/* two MAIL_GIDS (root only) */
 	long long	 max_size;
 	bool		 root;		/* run as root: real uid switches */
 };
@@ -35,6 +37,7 @@ struct run {
 	const void	*input;		/* message on stdin */
 	size_t		 len;
 	bool		 stranger;	/* run as the stranger (root only) */
+	bool		 second_mta;	/* as caller2 (root only) */
 	bool		 as_service;	/* run as the service user (root only) */
 	bool		 no_new_privs;	/* caller sets PR_SET_NO_NEW_PRIVS */
 	bool		 close_std;	/* start with fds 0, 1 and 2 closed */

@@ -11,27 +11,33 @@ ensure_user() {
 gid_of() { getent group "$1" | cut -d: -f3; }
 
 # make_test_users: the service user, an MTA user in the allowed group
-# (with a supplementary group the wrapper must shed) and a stranger that
-# may execute the wrapper (the MTA group is among its supplementary
-# groups) but whose real gid is not allowed.  Sets svc_uid svc_gid
-# mta_uid mail_gid.
+# (with a supplementary group the wrapper must shed), a second MTA user
+# whose real gid is another allowed group (MAIL_GIDS holds both), and a
+# stranger that may execute the wrapper (the MTA group is among its
+# supplementary groups) but whose real gid is not allowed.  Sets svc_uid
+# svc_gid mta_uid mail_gid mta2_uid mail2_gid.
 make_test_users() {
 	ensure_user listq-tsvc listq-tsvc
 	ensure_user listq-tmta listq-tmail
+	ensure_user listq-tmta2 listq-tmail2
 	ensure_user listq-tstranger listq-tother
 	usermod -a -G listq-tother listq-tmta
+	usermod -a -G listq-tmail listq-tmta2
 	usermod -a -G listq-tmail listq-tstranger
 	svc_uid=$(id -u listq-tsvc); svc_gid=$(gid_of listq-tsvc)
 	mta_uid=$(id -u listq-tmta); mail_gid=$(gid_of listq-tmail)
+	mta2_uid=$(id -u listq-tmta2); mail2_gid=$(gid_of listq-tmail2)
 }
 
 # build_wrapper BUILDDIR UID GID MAILGIDS SPOOL LISTS [TARGETS]: the
 # wrapper, listqd and listq (or only the make TARGETS given), with these
-# settings compiled in.
+# settings compiled in, and a spool reserve of 1 MiB (LISTQ_TEST_RESERVE)
+# that the torture suite's small file systems can hold.
 build_wrapper() {
 	${MAKE:-make} -s --no-print-directory BUILD="$1" LISTQ_UID="$2" \
 	    LISTQ_GID="$3" MAIL_GIDS="$4" SPOOLDIR="$5" LISTDIR="$6" \
 	    MAX_MESSAGE_SIZE=${LISTQ_TEST_MAX_SIZE:-10485760} \
+	    SPOOL_RESERVE=${LISTQ_TEST_RESERVE:-1048576} \
 	    ${7:-wrapper daemon admin}
 }
 

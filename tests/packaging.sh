@@ -241,6 +241,20 @@ if [ -n "$deb" ]; then
 	   sed 's/^/        /' "$tmp/lintian.out" | head -n 5 ;;
 	esac
 	grep '^[EW]:' "$tmp/lintian.out" | sed 's/^/        /' || true
+	# The machine-readable copyright file names the ISC license, and its
+	# stand-alone License paragraph holds LICENSE's text, word for word.
+	dpkg-deb --fsys-tarfile "$deb" |
+	    tar -xOf - ./usr/share/doc/listq/copyright > "$tmp/copyright" ||
+	    true
+	same "copyright: machine-readable (DEP-5)" \
+	    "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/" \
+	    "$(head -n 1 "$tmp/copyright")"
+	awk 'p && /^ / { sub(/^ /, ""); if ($0 == ".") $0 = ""; print; next }
+	    { p = 0 } prev == "" && $0 == "License: ISC" { p = 1 }
+	    { prev = $0 }' "$tmp/copyright" > "$tmp/copyright.text"
+	sed '1,2d' "$top/LICENSE" > "$tmp/license.text"
+	check "copyright: License: ISC, with the text of LICENSE" \
+	    cmp -s "$tmp/license.text" "$tmp/copyright.text"
 fi
 
 # One install at a time on this machine, whatever BUILD: wait for any

@@ -16,7 +16,7 @@ BUILD=${BUILD:-build}
 MAKE=${MAKE:-make}
 top=$(pwd)
 suite=${SUITE:-$BUILD/tests/listq-tests}
-export LISTQ_TEST_MAX_SIZE=10485760
+export LISTQ_TEST_MAX_SIZE=10485760 LISTQ_TEST_RESERVE=1048576
 
 . tests/lib.sh
 
@@ -26,7 +26,8 @@ if [ "$(id -u)" = 0 ]; then
 	[ -n "${LISTQ_KEEP:-}" ] || trap 'rm -rf "$root"' EXIT
 	rm -rf "$root"
 	install -d -o root -g root -m 0755 "$root"
-	build_wrapper "$BUILD/check-root" "$svc_uid" "$svc_gid" "$mail_gid" \
+	build_wrapper "$BUILD/check-root" "$svc_uid" "$svc_gid" \
+	    "$mail_gid,$mail2_gid" \
 	    "$root/spool" "$root/lists"
 	install_wrapper "$BUILD/check-root/listq-wrapper" "$root/caps" caps
 	install_wrapper "$BUILD/check-root/listq-wrapper" "$root/setuid" setuid
@@ -38,6 +39,7 @@ if [ "$(id -u)" = 0 ]; then
 	export LISTQ_TEST_SPOOL="$root/spool" LISTQ_TEST_LISTS="$root/lists"
 	export LISTQ_TEST_SVC_UID=$svc_uid LISTQ_TEST_SVC_GID=$svc_gid
 	export LISTQ_TEST_MTA_UID=$mta_uid LISTQ_TEST_MTA_GID=$mail_gid
+	export LISTQ_TEST_MTA2_UID=$mta2_uid LISTQ_TEST_MTA2_GID=$mail2_gid
 	export LISTQ_TEST_STRANGER_UID=$(id -u listq-tstranger)
 	export LISTQ_TEST_STRANGER_GID=$(gid_of listq-tother)
 	export LISTQ_TEST_PRELOAD="$root/preload.so"

@@ -87,20 +87,58 @@ Test(bounce, samples_yield_the_expected_members)
 	cr_assert_geq(files, 15, "only %zu sample reports", files);
 }
 
+/* The VERP member of a bounce's envelope recipient (topmost Delivered-To). */
+static bool
+verp_of(const char *headers, const char *local, char delim, char *member,
+    size_t len)
+{
+	char ext[ADDR_MAX + 1];
+
+	return bounce_envelope_ext(headers, local, "example.org", delim, ext,
+	    sizeof(ext)) && bounce_verp_member(ext, member, len);
+}
+
 Test(bounce, verp_names_the_member)
 {
 	char *msg = load_sample("verp-only.eml"), member[ADDR_MAX + 1];
 	char *end = strstr(msg, "\n\n");
 
 	end[1] = '\0';
-	cr_assert(bounce_verp(msg, "alpha-bounces", "example.org", '+', member,
-	    sizeof(member)));
+	cr_assert(verp_of(msg, "alpha-bounces", '+', member, sizeof(member)));
 	cr_assert_str_eq(member, "zoe@members.example");
-	cr_assert(!bounce_verp(msg, "beta-bounces", "example.org", '+', member,
-	    sizeof(member)));
-	cr_assert(!bounce_verp(msg, "alpha-bounces", "example.org", '-', member,
-	    sizeof(member)));
+	cr_assert(!verp_of(msg, "beta-bounces", '+', member, sizeof(member)));
+	cr_assert(!verp_of(msg, "alpha-bounces", '-', member, sizeof(member)));
 	free(msg);
+}
+
+/*
+ * Only the topmost Delivered-To, the one the MTA's local delivery
+ * prepended, counts: a VERP address in To:, X-Original-To:,
+ * Envelope-To: or a Delivered-To: below it is the sender's writing.
+ */
+Test(bounce, verp_only_from_the_topmost_delivered_to)
+{
+	static const char forged[] = "Delivered-To: alpha-bounces@example.org\n"
+	    "Delivered-To: alpha-bounces+a=example.net@example.org\n"
+	    "X-Original-To: alpha-bounces+a=example.net@example.org\n"
+	    "Envelope-To: alpha-bounces+a=example.net@example.org\n"
+	    "To: alpha-bounces+a=example.net@example.org\n";
+	static const char none[] = "To: alpha-bounces+a=example.net@example.org"
+	    "\nX-Original-To: alpha-bounces+a=example.net@example.org\n";
+	char member[ADDR_MAX + 1], ext[ADDR_MAX + 1], token[PROBE_TOKEN_LEN + 1];
+
+	cr_assert(!verp_of(forged, "alpha-bounces", '+', member,
+	    sizeof(member)));
+	cr_assert(!verp_of(none, "alpha-bounces", '+', member, sizeof(member)));
+	cr_assert(bounce_envelope_ext("Delivered-To: <ALPHA-bounces+probe-"
+	    "00112233445566778899AABBCCDDEEFF@Example.org>\n", "alpha-bounces",
+	    "example.org", '+', ext, sizeof(ext)));
+	cr_assert(probe_token_of(ext, token));
+	cr_assert_str_eq(token, "00112233445566778899aabbccddeeff");
+	cr_assert(!probe_token_of("probe-0011", token));
+	cr_assert(!probe_token_of("probe-00112233445566778899aabbccddeefg",
+	    token));
+	cr_assert(!probe_token_of("a=example.net", token));
 }
 
 Test(bounce, truncated_and_hostile_input)

@@ -21,7 +21,8 @@
  */
 Test(fuzzregress, bounce_scores_reject_bad_numbers)
 {
-	char dir[] = "/tmp/listq-bs-XXXXXX", path[128], buf[4096], err[256];
+	char dir[] = "/tmp/listq-bs-XXXXXX", path[128], buf[4096], err[256],
+	    token[PROBE_TOKEN_LEN + 1];
 	struct bounce_hit hit;
 	struct config c;
 	FILE *f;
@@ -46,7 +47,7 @@ Test(fuzzregress, bounce_scores_reject_bad_numbers)
 	hit.how = "dsn";
 	config_defaults(&c);
 	cr_assert_geq(bounce_record(dir, "l", "new@example.org", &hit, &c,
-	    2000000000, err, sizeof(err)), 0, "%s", err);
+	    2000000000, token, err, sizeof(err)), 0, "%s", err);
 	cr_assert_not_null(f = fopen(path, "r"));
 	n = fread(buf, 1, sizeof(buf) - 1, f);
 	buf[n] = '\0';

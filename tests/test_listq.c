@@ -184,19 +184,6 @@ wait_logged(const char *needle)
 	    "logged: %s", needle);
 }
 
-#define HAS(text, s)	cr_assert_not_null(strstr((text), (s)), \
-			    "wanted \"%s\" in:\n%s", (s), (text))
-#define HASNT(text, s)	cr_assert_null(strstr((text), (s)), \
-			    "did not want \"%s\" in:\n%s", (s), (text))
-
-/* listq with its output in O (freed first); asserts the exit code. */
-#define LQ(code, ...) do { \
-	out_free(&O); \
-	cr_assert_eq(listq(&O, __VA_ARGS__, (char *)NULL), (code), \
-	    "listq " #__VA_ARGS__ ": exit %d\nout: %s\nerr: %s", O.status, \
-	    O.out, O.err); \
-} while (0)
-
 /* Asserts listq's last output says "ID: what by uid N" (N: the admin). */
 static void
 said(const char *id, const char *what)

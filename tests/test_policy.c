@@ -18,6 +18,7 @@
 
 #include "daemon.h"
 #include "harness.h"
+#include "probe.h"
 
 #define WAIT_MS	30000
 
@@ -103,6 +104,22 @@ txn_to(const struct sink *s, const char *rcpt, const char **from_out)
 	if (from_out != NULL)
 		*from_out = from;
 	return data;
+}
+
+/* Did a post from sender reach rcpt? */
+static bool
+post_reached(const struct sink *s, const char *sender, const char *rcpt)
+{
+	struct txn *t;
+	size_t n = sink_load(s, &t), i, k;
+	bool found = false;
+
+	for (i = 0; i < n; i++)
+		for (k = 0; k < t[i].nrcpt && strcmp(t[i].from, sender) == 0;
+		    k++)
+			found = found || strcmp(t[i].rcpt[k], rcpt) == 0;
+	txns_free(t, n);
+	return found;
 }
 
 static void
@@ -195,12 +212,13 @@ two_attributions(void *arg)
 }
 
 /*
- * Bounces score a member: hard 1.0, at most once a day; at the
- * threshold it is disabled, gets no more posts, and the owners get
- * one notice.
+ * Bounces score a member: hard 1.0, at most once a day.  At the
+ * threshold nobody is disabled: a probe goes to the member, from an
+ * envelope sender of its own; this one is accepted, so the member stays
+ * and gets the next post.
  */
-Test(policy, bounce_scores_disable_and_notify, .init = setup,
-    .fini = teardown, .timeout = 90)
+Test(policy, bounce_scores_send_a_probe, .init = setup, .fini = teardown,
+    .timeout = 90)
 {
 	static const char bounce[] = "From: MAILER-DAEMON@mx.example\n"
 	    "Subject: Undelivered\nMIME-Version: 1.0\n"
@@ -208,42 +226,248 @@ Test(policy, bounce_scores_disable_and_notify, .init = setup,
 	    "boundary=\"b\"\n\n--b\nContent-Type: message/delivery-status\n\n"
 	    "Reporting-MTA: dns; mx.example\n\nFinal-Recipient: rfc822; "
 	    "m2@members.example\nAction: failed\nStatus: 5.2.1\n\n--b--\n";
-	char *disabled, *log, *notice;
-	struct txn *t;
-	size_t n, i, k;
+	const char *from;
+	char *disabled, *log, *probe;
 
 	make_list("delta", 4);
 	sink_start(&S, NULL, 0, false);
 	daemon_config(&D, S.port, "bounce_score_threshold = 1.0\n");
 	daemon_start(&D, 1);
 	pipe_bounce("delta", bounce);
-	cr_assert(wait_until(log_has, "member disabled", WAIT_MS));
+	cr_assert(wait_until(log_has, "list delta: bounce score of "
+	    "m2@members.example reached, probe sent from <delta-bounces+probe-",
+	    WAIT_MS));
 	pipe_bounce("delta", bounce);
 	cr_assert(wait_until(two_attributions, NULL, WAIT_MS));
 	wait_txns(&S, 1);
-	disabled = list_file("delta", "disabled");
-	cr_assert_str_eq(disabled, "m2@members.example\n");
-	free(disabled);
+	cr_assert_not_null(probe = txn_to(&S, "<m2@members.example>", &from));
+	cr_assert(strncmp(from, "<delta-bounces+probe-", 21) == 0 &&
+	    strlen(from) == 21 + PROBE_TOKEN_LEN + strlen("@example.org>"),
+	    "%s", from);
+	cr_assert_not_null(strstr(probe, "Subject: delta: a probe from the "
+	    "list server"), "%s", probe);
+	free(probe);
 	log = list_file("delta", "bounces");
 	cr_assert_not_null(strstr(log, " m2@members.example hard 5.2.1 dsn "
-	    "disabled: "), "%s", log);
+	    "probe sent: "), "%s", log);
 	cr_assert_not_null(strstr(log, " m2@members.example hard 5.2.1 dsn "
 	    "already counted today: "), "%s", log);
 	free(log);
-	cr_assert_not_null(notice = txn_to(&S, "<owner@example.org>", NULL));
-	cr_assert_not_null(strstr(notice, "Subject: delta: m2@members.example "
-	    "disabled after bounces"), "%s", notice);
-	free(notice);
 	post("delta", "after");
 	wait_txns(&S, 2);
-	n = sink_load(&S, &t);
+	cr_assert(post_reached(&S, "<delta-bounces@example.org>",
+	    "<m2@members.example>"), "a probed member missed a post");
+	disabled = list_file("delta", "disabled");
+	cr_assert_str_eq(disabled, "", "disabled by a score alone");
+	free(disabled);
+	cr_assert_eq(log_count(&D, "member disabled"), 0);
+}
+
+static bool
+logged_n(const char *needle, size_t n)
+{
+	return log_count(&D, needle) >= n;
+}
+
+static bool
+five_forgeries_handled(void *arg)
+{
+	(void)arg;
+	return logged_n("not a recognizable bounce: forwarded to the owners "
+	    "of fv", 3) && logged_n("not a recognizable bounce: forwarded to "
+	    "the owners of fn", 1) && logged_n("bounce for "
+	    "<x@stranger.example> (verp), not a member of fv: ignored", 1) &&
+	    logged_n("list fv: bounce to an unknown, used or expired probe "
+	    "address: dropped", 1);
+}
+
+/*
+ * The issue's attack: mail to -bounces whose headers a sender wrote
+ * name a member or a stranger in VERP form.  Only the topmost
+ * Delivered-To (the MTA's own) counts, only on a verp = yes list, only
+ * for members, and a probe token cannot be guessed: nobody is scored,
+ * disabled or planted, at a threshold of 1.0.
+ */
+Test(policy, forged_verp_disables_and_plants_nobody, .init = setup,
+    .fini = teardown, .timeout = 90)
+{
+	static const char *const forged_fv[] = {
+		/* the issue's reproduction, as the wrapper gets it */
+		"From: x@attacker.example\nTo: fv-bounces+m1=members.example@"
+		"example.org\n\nnot a bounce\n",
+		/* through Postfix: its Delivered-To on top, forgeries below */
+		"Delivered-To: fv-bounces@example.org\nDelivered-To: "
+		"fv-bounces+m1=members.example@example.org\nX-Original-To: "
+		"fv-bounces+m1=members.example@example.org\nEnvelope-To: "
+		"fv-bounces+m1=members.example@example.org\nFrom: "
+		"x@attacker.example\nTo: fv-bounces+m1=members.example@"
+		"example.org\n\nnot a bounce\n",
+		"Delivered-To: fv-bounces@example.org\nTo: fv-bounces+"
+		"x=stranger.example@example.org\n\nnot a bounce\n",
+		/* a stranger in the envelope itself: not a member */
+		"Delivered-To: fv-bounces+x=stranger.example@example.org\n"
+		"From: x@attacker.example\n\nnot a bounce\n",
+		/* a guessed probe token */
+		"Delivered-To: fv-bounces+probe-0123456789abcdef0123456789abcdef"
+		"@example.org\nFrom: x@attacker.example\n\nnot a bounce\n",
+	};
+	char *f;
+	size_t i;
+
+	make_list("fv", 2);
+	list_append("fv", "config", "verp = yes\n");
+	make_list("fn", 2);
+	sink_start(&S, NULL, 0, false);
+	daemon_config(&D, S.port, "bounce_score_threshold = 1.0\n");
+	daemon_start(&D, 1);
+	for (i = 0; i < sizeof(forged_fv) / sizeof(forged_fv[0]); i++)
+		pipe_bounce("fv", forged_fv[i]);
+	/* verp = no: even the envelope's VERP form names nobody */
+	pipe_bounce("fn", "Delivered-To: fn-bounces+m1=members.example@"
+	    "example.org\nFrom: x@attacker.example\n\nnot a bounce\n");
+	cr_assert(wait_until(five_forgeries_handled, NULL, WAIT_MS));
+	cr_assert_eq(log_count(&D, "attributed by"), 0);
+	cr_assert_eq(log_count(&D, "probe sent"), 0);
+	for (i = 0; i < 2; i++) {
+		const char *list = i == 0 ? "fv" : "fn";
+
+		f = list_file(list, "disabled");
+		cr_assert_str_eq(f, "", "%s: disabled: %s", list, f);
+		free(f);
+		f = list_file(list, "bounce-scores");
+		cr_assert_str_eq(f, "", "%s: bounce-scores: %s", list, f);
+		free(f);
+	}
+}
+
+/* A DSN the sink got for a probe, piped back as Postfix would. */
+static void
+pipe_probe_dsn(const char *list, const char *probe_sender)
+{
+	char rcpt[ADDR_MAX + 3], *dsn, *msg;
+	const char *from;
+
+	snprintf(rcpt, sizeof(rcpt), "%s", probe_sender);
+	cr_assert_not_null(dsn = txn_to(&S, rcpt, &from), "no DSN to %s",
+	    rcpt);
+	cr_assert_str_eq(from, "<>");
+	/* local(8) prepends Delivered-To with the envelope recipient. */
+	cr_assert_neq(asprintf(&msg, "Delivered-To: %.*s\n%s",
+	    (int)strlen(rcpt) - 2, rcpt + 1, dsn), -1);
+	pipe_bounce(list, msg);
+	free(msg);
+	free(dsn);
+}
+
+static bool
+two_probes_sent(void *arg)
+{
+	(void)arg;
+	return log_count(&D, "probe sent from") >= 2;
+}
+
+/* The probe's sender as the sink recorded it for rcpt, "" if none. */
+static void
+probe_sender_of(const char *rcpt, char *out, size_t len)
+{
+	const char *from;
+	char *probe = txn_to(&S, rcpt, &from);
+
+	snprintf(out, len, "%s", probe != NULL ? from : "");
+	free(probe);
+}
+
+static size_t
+notices_about(const char *member)
+{
+	struct txn *t;
+	size_t n = sink_load(&S, &t), i, c = 0;
+	char want[256];
+
+	snprintf(want, sizeof(want), "Subject: pr: %s disabled after bounces",
+	    member);
 	for (i = 0; i < n; i++)
-		for (k = 0; k < t[i].nrcpt; k++)
-			cr_assert_str_neq(t[i].rcpt[k], "<m2@members.example>",
-			    "a disabled member got a post");
+		c += t[i].nrcpt == 1 && strcmp(t[i].rcpt[0],
+		    "<owner@example.org>") == 0 && strstr(t[i].data, want) !=
+		    NULL;
 	txns_free(t, n);
-	cr_assert_eq(log_count(&D, "list delta: member m2@members.example "
-	    "disabled after bounces"), 1);
+	return c;
+}
+
+/* The rcpt of the first transaction to a probe address of pr, or "". */
+static void
+dsn_to_probe(char *out, size_t len)
+{
+	struct txn *t;
+	size_t n = sink_load(&S, &t), i;
+
+	out[0] = '\0';
+	for (i = 0; i < n && out[0] == '\0'; i++)
+		if (t[i].nrcpt == 1 && strncmp(t[i].rcpt[0],
+		    "<pr-bounces+probe-", 18) == 0)
+			snprintf(out, len, "%s", t[i].rcpt[0]);
+	txns_free(t, n);
+}
+
+static bool
+has_dsn_to_probe(void *arg)
+{
+	char rcpt[ADDR_MAX + 3];
+
+	(void)arg;
+	dsn_to_probe(rcpt, sizeof(rcpt));
+	return rcpt[0] != '\0';
+}
+
+static bool
+notice_sent(void *arg)
+{
+	return notices_about(arg) >= 1;
+}
+
+/*
+ * The probe: m1's is accepted and m1 stays; m2's is refused, and its
+ * DSN, delivered back to the probe's own address, disables m2 and tells
+ * the owners -- once, however often it comes back.
+ */
+Test(policy, probe_bounce_disables_once, .init = setup, .fini = teardown,
+    .timeout = 120)
+{
+	char s1[ADDR_MAX + 3], s2[ADDR_MAX + 3], msg[512], *f;
+	unsigned int m;
+
+	make_list("pr", 3);
+	list_append("pr", "config", "verp = yes\n");
+	sink_start(&S, "rcpt m2@members.example 550 5.1.1 no such user\n", 0,
+	    false);
+	daemon_config(&D, S.port, "bounce_score_threshold = 1.0\n");
+	daemon_start(&D, 1);
+	for (m = 1; m <= 2; m++) {
+		snprintf(msg, sizeof(msg), "Delivered-To: pr-bounces+m%u="
+		    "members.example@example.org\nFrom: postmaster@mx.example"
+		    "\nSubject: failed\n\nNo such user.\n", m);
+		pipe_bounce("pr", msg);
+	}
+	cr_assert(wait_until(two_probes_sent, NULL, WAIT_MS));
+	/* m2's probe is refused: listqd's DSN goes to the probe address. */
+	cr_assert(wait_until(has_dsn_to_probe, NULL, WAIT_MS));
+	dsn_to_probe(s2, sizeof(s2));
+	probe_sender_of("<m1@members.example>", s1, sizeof(s1));
+	cr_assert(strncmp(s1, "<pr-bounces+probe-", 18) == 0, "%s", s1);
+	cr_assert_str_neq(s1, s2);
+	pipe_probe_dsn("pr", s2);
+	cr_assert(wait_until(log_has, "list pr: probe to m2@members.example "
+	    "bounced: member disabled", WAIT_MS));
+	cr_assert(wait_until(notice_sent, "m2@members.example", WAIT_MS));
+	pipe_probe_dsn("pr", s2);
+	cr_assert(wait_until(log_has, "list pr: bounce to an unknown, used or "
+	    "expired probe address: dropped", WAIT_MS));
+	f = list_file("pr", "disabled");
+	cr_assert_str_eq(f, "m2@members.example\n");
+	free(f);
+	cr_assert_eq(log_count(&D, "member disabled"), 1);
+	cr_assert_eq(notices_about("m2@members.example"), 1);
+	cr_assert_eq(notices_about("m1@members.example"), 0);
 }
 
 /* Mail to -bounces that is not a bounce goes to the owners. */

@@ -130,6 +130,7 @@ struct list_info {
 	struct list_conf lc;
 	char		 error[512];	/* "" when every file was read */
 	size_t		 members, enabled, owners, bad;
+	char		 first_bad[128];	/* "members line 3: why" */
 };
 void	list_info(const char *name, struct list_info *li);
 /* The names of the lists, sorted. */

@@ -245,8 +245,9 @@ check_lists(void)
 		if (li.error[0] != '\0')
 			finding("error", "list %s: %s", names[i], li.error);
 		else if (li.bad > 0)
-			finding("warning", "list %s: %zu lines are not valid "
-			    "addresses (skipped)", names[i], li.bad);
+			finding("warning", "list %s: %zu bad line%s skipped, "
+			    "the first: %s", names[i], li.bad, li.bad == 1 ?
+			    "" : "s", li.first_bad);
 		else if (li.owners == 0)
 			finding("warning", "list %s: no owners", names[i]);
 		else

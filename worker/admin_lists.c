@@ -26,9 +26,6 @@
 #include "list.h"
 #include "settings.h"
 
-#define XSTR(x)	STR(x)
-#define STR(x)	#x
-
 static int
 name_cmp(const void *a, const void *b)
 {
@@ -70,6 +67,26 @@ free_names(char **v, size_t n)
 	free(v);
 }
 
+/* The addresses of one file of a list, its bad lines added to li's. */
+static int
+count_file(const char *name, const char *file, struct list_info *li,
+    size_t *n)
+{
+	struct addr_list l;
+	struct bad_lines bad;
+
+	if (list_file_read(LISTDIR, name, file, &l, &bad, li->error,
+	    sizeof(li->error)) == -1)
+		return -1;
+	*n = l.n;
+	addr_list_free(&l);
+	if (bad.n > 0 && li->bad == 0)
+		snprintf(li->first_bad, sizeof(li->first_bad), "%s line %zu: "
+		    "%s", file, bad.first, bad.why);
+	li->bad += bad.n;
+	return 0;
+}
+
 void
 list_info(const char *name, struct list_info *li)
 {
@@ -80,22 +97,14 @@ list_info(const char *name, struct list_info *li)
 	if (list_conf_load(LISTDIR, name, &li->lc, li->error,
 	    sizeof(li->error)) == -1)
 		return;
-	if (list_addresses(LISTDIR, name, "members", &l, &li->bad, li->error,
-	    sizeof(li->error)) == -1)
+	if (count_file(name, "members", li, &li->members) == -1)
 		return;
-	li->members = l.n;
-	addr_list_free(&l);
 	if (list_enabled_members(LISTDIR, name, &l, &bad, li->error,
 	    sizeof(li->error)) == -1)
 		return;
 	li->enabled = l.n;
 	addr_list_free(&l);
-	if (list_addresses(LISTDIR, name, "owners", &l, &bad, li->error,
-	    sizeof(li->error)) == -1)
-		return;
-	li->owners = l.n;
-	li->bad += bad;
-	addr_list_free(&l);
+	count_file(name, "owners", li, &li->owners);
 }
 
 int
@@ -379,13 +388,15 @@ cmd_aliases(struct admin *a, int argc, char **argv)
 		printf("# listq: aliases for Exim, for the file of a redirect "
 		    "router such as\n# system_aliases, with pipe_transport = "
 		    "address_pipe; the pipe must run\n# in a group allowed to "
-		    "run the wrapper (MAIL_GIDS: %s).\n", XSTR(MAIL_GIDS));
+		    "run the wrapper (MAIL_GIDS: %s).\n",
+		    SETTING_TEXT(MAIL_GIDS));
 	else
 		printf("# listq: aliases for Postfix (or Sendmail): add them "
 		    "to the aliases file,\n# then run newaliases.  The pipe "
 		    "runs "
 		    "as default_privs, whose group\n# must be allowed to run "
-		    "the wrapper (MAIL_GIDS: %s).\n", XSTR(MAIL_GIDS));
+		    "the wrapper (MAIL_GIDS: %s).\n",
+		    SETTING_TEXT(MAIL_GIDS));
 	for (i = 0; i < n; i++)
 		for (r = 0; r < 3; r++) {
 			snprintf(key, sizeof(key), "%s%s%s:", names[i],

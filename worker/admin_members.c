@@ -97,15 +97,14 @@ read_sorted(int dirfd, const char *file, struct addr_list *out)
 {
 	size_t len;
 	char *text = slurp(dirfd, file, &len), *line, *p = text,
-	    addr[ADDR_MAX + 64];
+	    addr[ADDR_MAX + 1];
+	const char *why;
 
 	memset(out, 0, sizeof(*out));
-	while ((line = strsep(&p, "\n")) != NULL) {
-		list_line_address(line, addr, sizeof(addr));
-		if (addr[0] != '\0' && address_valid(addr) &&
-		    addr_list_add(out, addr) == -1)
+	while ((line = strsep(&p, "\n")) != NULL)
+		if (list_line_take(line, strlen(line), addr, sizeof(addr),
+		    &why) == LIST_LINE_ADDRESS && addr_list_add(out, addr) == -1)
 			err(EX_OSERR, "%s", file);
-	}
 	free(text);
 	addr_list_sort(out);
 }
@@ -126,9 +125,11 @@ static void
 edit_file(int dirfd, const char *file, const struct addr_list *drop,
     const struct addr_list *add, size_t *gone, size_t *added)
 {
-	char *old, *p, *line, *buf = NULL, addr[ADDR_MAX + 64];
+	char *old, *p, *line, *buf = NULL, addr[ADDR_MAX + 1];
 	struct addr_list have = { NULL, 0 };
+	const char *why;
 	size_t len, i;
+	bool is_addr;
 	FILE *f;
 
 	p = old = slurp(dirfd, file, &len);
@@ -137,15 +138,14 @@ edit_file(int dirfd, const char *file, const struct addr_list *drop,
 	while ((line = strsep(&p, "\n")) != NULL) {
 		if (p == NULL && *line == '\0')
 			break;		/* after the last newline */
-		list_line_address(line, addr, sizeof(addr));
-		if (addr[0] != '\0' && address_valid(addr) &&
-		    addr_list_has(drop, addr)) {
+		is_addr = list_line_take(line, strlen(line), addr,
+		    sizeof(addr), &why) == LIST_LINE_ADDRESS;
+		if (is_addr && addr_list_has(drop, addr)) {
 			(*gone)++;
 			continue;
 		}
 		fprintf(f, "%s\n", line);
-		if (addr[0] != '\0' && address_valid(addr) &&
-		    addr_list_add(&have, addr) == -1)
+		if (is_addr && addr_list_add(&have, addr) == -1)
 			err(EX_OSERR, NULL);
 	}
 	addr_list_sort(&have);
@@ -188,7 +188,8 @@ members_list(const char *name, bool json)
 	int fd = list_open(name, 0);
 	size_t len, n = 0, nd = 0;
 	char *text = slurp(fd, "members", &len), *p = text, *line,
-	    addr[ADDR_MAX + 64];
+	    addr[ADDR_MAX + 1];
+	const char *why;
 	struct json j;
 	bool on;
 
@@ -200,8 +201,8 @@ members_list(const char *name, bool json)
 		json_array(&j, "members");
 	}
 	while ((line = strsep(&p, "\n")) != NULL) {
-		list_line_address(line, addr, sizeof(addr));
-		if (addr[0] == '\0' || !address_valid(addr))
+		if (list_line_take(line, strlen(line), addr, sizeof(addr),
+		    &why) != LIST_LINE_ADDRESS)
 			continue;
 		on = !addr_list_has(&off, addr);
 		n++;
@@ -328,7 +329,8 @@ static int
 members_import(struct admin *a, const char *name, const char *file)
 {
 	struct addr_list l;
-	size_t bad, first, i, len;
+	struct bad_lines bad;
+	size_t i, len;
 	char *buf = NULL;
 	long folded;
 	FILE *f;
@@ -336,12 +338,12 @@ members_import(struct admin *a, const char *name, const char *file)
 
 	if (a->in == NULL)
 		usage_error();
-	if (addr_list_read(a->in, &l, &bad, &first) == -1)
+	if (addr_list_read(a->in, &l, &bad) == -1)
 		err(EX_OSERR, "%s", file);
-	if (bad > 0)
-		errx(EX_DATAERR, "%s:%zu: not a valid address (%zu bad "
-		    "line%s in all); nothing imported", file, first, bad,
-		    bad == 1 ? "" : "s");
+	if (bad.n > 0)
+		errx(EX_DATAERR, "%s:%zu: %s (%zu bad line%s in all); nothing "
+		    "imported", file, bad.first, bad.why, bad.n,
+		    bad.n == 1 ? "" : "s");
 	if ((folded = addr_list_fold(&l)) == -1 ||
 	    (f = open_memstream(&buf, &len)) == NULL)
 		err(EX_OSERR, NULL);

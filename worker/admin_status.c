@@ -22,18 +22,17 @@
 #include "settings.h"
 #include "spool.h"
 
-#define XSTR(x)	STR(x)
-#define STR(x)	#x
-
 static const struct {
 	const char	*name, *value;
 } settings[] = {
 	{ "PREFIX", PREFIX }, { "LIBEXECDIR", LIBEXECDIR },
 	{ "SYSCONFDIR", SYSCONFDIR }, { "SPOOLDIR", SPOOLDIR },
 	{ "LISTDIR", LISTDIR }, { "LISTQ_USER", LISTQ_USER },
-	{ "LISTQ_UID", XSTR(LISTQ_UID) }, { "LISTQ_GID", XSTR(LISTQ_GID) },
-	{ "MAIL_GIDS", XSTR(MAIL_GIDS) },
-	{ "MAX_MESSAGE_SIZE", XSTR(MAX_MESSAGE_SIZE) },
+	{ "LISTQ_UID", SETTING_TEXT(LISTQ_UID) },
+	{ "LISTQ_GID", SETTING_TEXT(LISTQ_GID) },
+	{ "MAIL_GIDS", SETTING_TEXT(MAIL_GIDS) },
+	{ "MAX_MESSAGE_SIZE", SETTING_TEXT(MAX_MESSAGE_SIZE) },
+	{ "SPOOL_RESERVE", SETTING_TEXT(SPOOL_RESERVE) },
 	{ "VERSION", LISTQ_VERSION },
 };
 #define NSETTINGS	(sizeof(settings) / sizeof(settings[0]))

@@ -7,11 +7,18 @@
  * that predate it (qmail's QSBMF, Exim's "following address(es) failed",
  * old Postfix and sendmail "<addr>: reason" paragraphs).
  *
+ * A VERP address counts only as the MTA's local delivery wrote it: the
+ * topmost Delivered-To.  Scores never disable anyone by themselves: at
+ * the threshold a probe goes to the member (probe.c), and only a bounce
+ * delivered to that probe's own address disables, and only a member.
+ *
  * Invariants: a parser never reads past the message's NUL, never writes
  * past its buffers, and takes only addresses that address_valid()
  * accepts, so anything malformed yields no hit rather than a wrong one;
- * the list's bounce files are only rewritten whole (durable_replace)
- * under an flock of the list directory.
+ * the list's bounce files (bounce-scores, probes, disabled) are only
+ * rewritten whole (durable_replace) under an flock of the list
+ * directory; nothing is added to disabled but an address found in
+ * members under that flock.
  */
 #include <sys/file.h>
 
@@ -30,6 +37,7 @@
 #include "list.h"
 #include "msghead.h"
 #include "number.h"
+#include "probe.h"
 
 /* ---- small string helpers ------------------------------------------ */
 
@@ -355,46 +363,45 @@ bounce_parse(const char *msg, struct bounce_hit *hits, size_t max)
 	return n;
 }
 
-/* ---- VERP ---------------------------------------------------------- */
+/* ---- the envelope recipient ---------------------------------------- */
 
-static bool
-verp_decode(const char *v, const char *local, const char *domain, char delim,
-    char *member, size_t len)
+bool
+bounce_envelope_ext(const char *headers, const char *local,
+    const char *domain, char delim, char *ext, size_t len)
 {
-	char addr[ADDR_MAX + 1], *at, *eq, *user;
+	char addr[ADDR_MAX + 1], *at;
+	const char *from = headers, *v;
 	size_t llen = strlen(local);
 
-	if (!take_address(v, addr, sizeof(addr)) || strncmp(addr, local,
-	    llen) != 0 || addr[llen] != delim || (at = strrchr(addr, '@')) ==
-	    NULL || strcasecmp(at + 1, domain) != 0)
+	/*
+	 * Only the topmost Delivered-To: the one the MTA's local delivery
+	 * prepended.  Any below it, and every To: or X-Original-To:, are
+	 * the sender's to write.
+	 */
+	if (headers == NULL || (v = msghead_next(&from, "Delivered-To")) ==
+	    NULL || !take_address(v, addr, sizeof(addr)) ||
+	    strncasecmp(addr, local, llen) != 0 || addr[llen] != delim ||
+	    (at = strrchr(addr, '@')) == NULL || strcasecmp(at + 1, domain) !=
+	    0 || at == addr + llen + 1)
 		return false;
 	*at = '\0';
-	user = addr + llen + 1;
-	if ((eq = strrchr(user, '=')) == NULL)
-		return false;
-	*eq = '@';
-	if (!address_valid(user))
-		return false;
-	strlcpy(member, user, len);
+	strlcpy(ext, addr + llen + 1, len);
 	return true;
 }
 
 bool
-bounce_verp(const char *headers, const char *local, const char *domain,
-    char delim, char *member, size_t len)
+bounce_verp_member(const char *ext, char *member, size_t len)
 {
-	static const char *const names[] = { "Delivered-To", "X-Original-To",
-	    "Envelope-To", "To" };
-	const char *from, *v;
-	size_t i;
+	char addr[ADDR_MAX + 1], *eq;
 
-	for (i = 0; headers != NULL && i < sizeof(names) / sizeof(names[0]);
-	    i++)
-		for (from = headers; (v = msghead_next(&from, names[i])) !=
-		    NULL;)
-			if (verp_decode(v, local, domain, delim, member, len))
-				return true;
-	return false;
+	if (strlcpy(addr, ext, sizeof(addr)) >= sizeof(addr) ||
+	    (eq = strrchr(addr, '=')) == NULL)
+		return false;
+	*eq = '@';
+	if (!address_valid(addr))
+		return false;
+	strlcpy(member, addr, len);
+	return true;
 }
 
 /* ---- recording ----------------------------------------------------- */
@@ -460,22 +467,44 @@ scores_load(int dirfd, struct score **v, size_t *n)
 	return 0;
 }
 
+struct scores {
+	const struct score	*v;
+	size_t			 n;
+};
+
+static void
+scores_emit(FILE *f, const void *arg)
+{
+	const struct scores *s = arg;
+	size_t i;
+
+	for (i = 0; i < s->n; i++)
+		fprintf(f, "%s %lu %lld\n", s->v[i].addr, s->v[i].tenths,
+		    s->v[i].last);
+}
+
 static int
 scores_save(int dirfd, const struct score *v, size_t n)
 {
-	char *buf = NULL;
-	size_t len = 0, i;
-	FILE *f;
-	int rc;
+	struct scores s = { v, n };
 
-	if ((f = open_memstream(&buf, &len)) == NULL)
-		return -1;
-	for (i = 0; i < n; i++)
-		fprintf(f, "%s %lu %lld\n", v[i].addr, v[i].tenths, v[i].last);
-	rc = fclose(f) == 0 ? durable_replace(dirfd, "bounce-scores", buf,
-	    len) : -1;
-	free(buf);
-	return rc;
+	return durable_replace_with(dirfd, "bounce-scores", scores_emit, &s);
+}
+
+struct disabled_file {
+	const struct addr_list	*off;
+	const char		*member;
+};
+
+static void
+disabled_emit(FILE *f, const void *arg)
+{
+	const struct disabled_file *d = arg;
+	size_t i;
+
+	for (i = 0; i < d->off->n; i++)
+		fprintf(f, "%s\n", d->off->v[i]);
+	fprintf(f, "%s\n", d->member);
 }
 
 /* Adds member to the list's disabled file unless it is there already. */
@@ -484,9 +513,9 @@ disable_member(const char *listdir, const char *list, int dirfd,
     const char *member)
 {
 	struct addr_list off;
-	char err[256], *buf = NULL;
-	size_t bad, len = 0, i;
-	FILE *f;
+	struct disabled_file d = { &off, member };
+	char err[256];
+	size_t bad, i;
 	int rc;
 
 	if (list_addresses(listdir, list, "disabled", &off, &bad, err,
@@ -497,16 +526,8 @@ disable_member(const char *listdir, const char *list, int dirfd,
 			addr_list_free(&off);
 			return 0;
 		}
-	if ((f = open_memstream(&buf, &len)) == NULL) {
-		addr_list_free(&off);
-		return -1;
-	}
-	for (i = 0; i < off.n; i++)
-		fprintf(f, "%s\n", off.v[i]);
-	fprintf(f, "%s\n", member);
+	rc = durable_replace_with(dirfd, "disabled", disabled_emit, &d);
 	addr_list_free(&off);
-	rc = fclose(f) == 0 ? durable_replace(dirfd, "disabled", buf, len) : -1;
-	free(buf);
 	return rc == 0 ? 1 : -1;
 }
 
@@ -548,13 +569,17 @@ score_of(struct score **v, size_t *n, const char *member)
 	return &nv[(*n)++];
 }
 
-/* Updates the score under the list's lock; returns as bounce_record. */
+/*
+ * Updates the score under the list's lock; returns as bounce_record.
+ * Reaching the threshold sends a probe (one at a time per member) and
+ * starts the score again: only the probe's own bounce disables.
+ */
 static int
-update_score(const char *listdir, const char *list, int dirfd,
-    const char *member, const struct bounce_hit *hit,
-    const struct config *c, time_t now)
+update_score(int dirfd, const char *member, const struct bounce_hit *hit,
+    const struct config *c, time_t now, char token[PROBE_TOKEN_LEN + 1])
 {
 	struct score *v, *s;
+	const char *outcome = "counted";
 	size_t n;
 	int rc = 0;
 
@@ -572,22 +597,27 @@ update_score(const char *listdir, const char *list, int dirfd,
 		s->tenths = 0;
 	s->tenths += hit->kind == BOUNCE_HARD ? 10 : 5;
 	s->last = now;
-	if (scores_save(dirfd, v, n) == -1)
+	if (s->tenths >= c->bounce_score_threshold) {
+		rc = probe_add(dirfd, member, now,
+		    (time_t)c->bounce_info_stale_after, token);
+		outcome = rc == 1 ? "probe sent" : "probe pending";
+		if (rc == 1)
+			s->tenths = 0;
+	}
+	if (rc != -1 && scores_save(dirfd, v, n) == -1)
 		rc = -1;
-	else if (s->tenths >= c->bounce_score_threshold)
-		rc = disable_member(listdir, list, dirfd, member);
-	log_bounce(dirfd, member, hit, now, rc == 1 ? "disabled" : "counted");
+	if (rc != -1)
+		log_bounce(dirfd, member, hit, now, outcome);
 	free(v);
 	return rc;
 }
 
-int
-bounce_record(const char *listdir, const char *list, const char *member,
-    const struct bounce_hit *hit, const struct config *c, time_t now,
-    char *err, size_t errlen)
+/* Opens and flocks LISTDIR/<list>; -1 with err set. */
+static int
+list_lock(const char *listdir, const char *list, char *err, size_t errlen)
 {
 	char path[1024];
-	int dirfd, rc;
+	int dirfd;
 
 	snprintf(path, sizeof(path), "%s/%s", listdir, list);
 	if ((dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1 ||
@@ -597,10 +627,79 @@ bounce_record(const char *listdir, const char *list, const char *member,
 			close(dirfd);
 		return -1;
 	}
-	rc = update_score(listdir, list, dirfd, member, hit, c, now);
+	return dirfd;
+}
+
+int
+bounce_record(const char *listdir, const char *list, const char *member,
+    const struct bounce_hit *hit, const struct config *c, time_t now,
+    char token[PROBE_TOKEN_LEN + 1], char *err, size_t errlen)
+{
+	int dirfd, rc;
+
+	if ((dirfd = list_lock(listdir, list, err, errlen)) == -1)
+		return -1;
+	rc = update_score(dirfd, member, hit, c, now, token);
 	if (rc == -1)
-		snprintf(err, errlen, "%s: updating bounce scores: %s", path,
+		snprintf(err, errlen, "%s/%s: updating bounce scores: %s",
+		    listdir, list, strerror(errno));
+	close(dirfd);
+	return rc;
+}
+
+/* Is member in the list's members file (read under the caller's lock)? */
+static bool
+still_member(const char *listdir, const char *list, const char *member)
+{
+	struct addr_list l;
+	char err[256];
+	size_t bad, i;
+	bool found = false;
+
+	if (list_addresses(listdir, list, "members", &l, &bad, err,
+	    sizeof(err)) == -1)
+		return false;
+	for (i = 0; i < l.n && !found; i++)
+		found = address_equal(l.v[i], member);
+	addr_list_free(&l);
+	return found;
+}
+
+/* Disables member if it still is one: 1 now, 2 not, -1 on failure. */
+static int
+disable_probed(const char *listdir, const char *list, int dirfd,
+    const char *member)
+{
+	int rc;
+
+	if (!still_member(listdir, list, member))
+		return 2;
+	rc = disable_member(listdir, list, dirfd, member);
+	return rc == 0 ? 2 : rc;
+}
+
+int
+bounce_probe_failed(const char *listdir, const char *list, const char *token,
+    const struct config *c, time_t now, char *member, size_t len, char *err,
+    size_t errlen)
+{
+	struct bounce_hit hit = { .status = "5.0.0", .kind = BOUNCE_HARD,
+	    .how = "probe" };
+	int dirfd, rc;
+
+	member[0] = '\0';
+	if ((dirfd = list_lock(listdir, list, err, errlen)) == -1)
+		return -1;
+	rc = probe_take(dirfd, token, now, (time_t)c->bounce_info_stale_after,
+	    member, len);
+	if (rc == 1)
+		rc = disable_probed(listdir, list, dirfd, member);
+	if (rc == -1)
+		snprintf(err, errlen, "%s/%s: probe %s: %s", listdir, list, token,
 		    strerror(errno));
+	else if (rc != 0)
+		log_bounce(dirfd, member, &hit, now, rc == 1 ? "disabled" :
+		    "not a member, or disabled already");
 	close(dirfd);
 	return rc;
 }

@@ -1,9 +1,11 @@
 /*
  * Messages listqd sends of its own accord: RFC 3464 DSNs to the sender
- * of an entry, and notices to a list's owners (a member disabled after
- * bounces).  Both are queued through the spool like anything else -- a
- * DSN as a send entry from the null sender, a notice as an owner entry of
- * the list -- so that they are as durable and retried as list mail.
+ * of an entry, notices to a list's owners (a member disabled after
+ * bounces) and to a member (a VERP probe).  All are queued through the
+ * spool like anything else -- a DSN as a send entry from the null
+ * sender, an owners' notice as an owner entry of the list, a member's as
+ * a send entry with its own envelope -- so that they are as durable and
+ * retried as list mail.
  *
  * Invariants: a DSN is queued before the state that records the failure
  * is saved, so a crash between the two may send a DSN twice but never
@@ -98,33 +100,62 @@ notify_dsn(struct worker *w, enum dsn_kind kind, const struct entry_header *h,
 	return rc;
 }
 
-int
-notify_owners(struct worker *w, const char *list, const char *from,
-    const char *subject, const char *text)
+/*
+ * Queues a short plain-text notice whose envelope and command are in h
+ * (its arrival and ids are stamped by enqueue_message).
+ */
+static int
+queue_notice(struct worker *w, struct entry_header *h, const char *from,
+    const char *to, const char *subject, const char *text)
 {
-	struct entry_header h;
 	char *msg = NULL, date[64], id[QID_SIZE];
 	size_t len = 0;
 	FILE *f;
 	int tmpfd, rc;
 
-	memset(&h, 0, sizeof(h));
-	strlcpy(h.command, "owner", sizeof(h.command));
-	strlcpy(h.list, list, sizeof(h.list));
 	msghead_date(time(NULL), date, sizeof(date));
 	if ((f = open_memstream(&msg, &len)) == NULL)
 		return -1;
-	fprintf(f, "From: %s\nTo: %s-owner\nSubject: %s\nDate: %s\n"
+	fprintf(f, "From: %s\nTo: %s\nSubject: %s\nDate: %s\n"
 	    "Auto-Submitted: auto-generated\nMIME-Version: 1.0\n"
-	    "Content-Type: text/plain; charset=us-ascii\n\n%s\n", from, list,
+	    "Content-Type: text/plain; charset=us-ascii\n\n%s\n", from, to,
 	    subject, date, text);
 	if (fclose(f) != 0 || (tmpfd = tmp_dir(w)) == -1) {
 		free(msg);
 		return -1;
 	}
-	rc = enqueue_message(w->spoolfd, tmpfd, &h, msg, len, LISTQ_UID,
+	rc = enqueue_message(w->spoolfd, tmpfd, h, msg, len, LISTQ_UID,
 	    LISTQ_GID, id);
 	close(tmpfd);
 	free(msg);
 	return rc;
+}
+
+int
+notify_owners(struct worker *w, const char *list, const char *from,
+    const char *subject, const char *text)
+{
+	struct entry_header h;
+	char to[LIST_NAME_MAX + 8];
+
+	memset(&h, 0, sizeof(h));
+	strlcpy(h.command, "owner", sizeof(h.command));
+	strlcpy(h.list, list, sizeof(h.list));
+	snprintf(to, sizeof(to), "%s-owner", list);
+	return queue_notice(w, &h, from, to, subject, text);
+}
+
+int
+notify_member(struct worker *w, const char *list, const char *sender,
+    const char *member, const char *from, const char *subject,
+    const char *text)
+{
+	struct entry_header h;
+
+	memset(&h, 0, sizeof(h));
+	strlcpy(h.command, "send", sizeof(h.command));
+	strlcpy(h.list, list, sizeof(h.list));
+	strlcpy(h.sender, sender, sizeof(h.sender));
+	strlcpy(h.rcpt, member, sizeof(h.rcpt));
+	return queue_notice(w, &h, from, member, subject, text);
 }

@@ -1,6 +1,6 @@
 /*
- * Messages listqd sends of its own accord (notify.c): DSNs to senders
- * and notices to a list's owners, queued through the spool.
+ * Messages listqd sends of its own accord (notify.c): DSNs to senders,
+ * notices to a list's owners and to members, queued through the spool.
  */
 #ifndef LISTQ_NOTIFY_H
 #define LISTQ_NOTIFY_H
@@ -31,5 +31,13 @@ bool	notify_dsn_allowed(const struct entry_header *h,
 /* Queues a notice to the owners of list (an owner entry). */
 int	notify_owners(struct worker *w, const char *list, const char *from,
 	    const char *subject, const char *text);
+
+/*
+ * Queues a notice to one member of list from the envelope sender sender
+ * (a send entry).  -1 with errno on failure.
+ */
+int	notify_member(struct worker *w, const char *list, const char *sender,
+	    const char *member, const char *from, const char *subject,
+	    const char *text);
 
 #endif

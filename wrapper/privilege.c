@@ -25,9 +25,6 @@
 #include "privilege.h"
 #include "settings.h"
 
-#define STR(x)	#x
-#define XSTR(x)	STR(x)
-
 static const gid_t mail_gids[] = { MAIL_GIDS };
 
 /* Is fd open for reading (fd 0) or writing (fds 1 and 2)? */
@@ -74,7 +71,7 @@ check_caller(void)
 		if (gid == mail_gids[i])
 			return;
 	log_exit(EX_NOPERM, NULL, "caller's group %lu is not allowed to "
-	    "submit (allowed groups: " XSTR(MAIL_GIDS) ", or uid %d)",
+	    "submit (allowed groups: " SETTING_TEXT(MAIL_GIDS) ", or uid %d)",
 	    (unsigned long)gid, LISTQ_UID);
 }
 

@@ -243,10 +243,30 @@ copy_message(void)
 	}
 }
 
+/*
+ * Before anything is written: the spool's file system must keep
+ * SPOOL_RESERVE free for listqd's own writes, whoever calls us.
+ */
+static void
+check_room(int spoolfd)
+{
+	unsigned long long avail;
+
+	if (spool_free_bytes(spoolfd, &avail) == -1)
+		log_exit(EX_TEMPFAIL, NULL, "spool %s: free space: %s",
+		    SPOOLDIR, strerror(errno));
+	if (avail < (unsigned long long)SPOOL_RESERVE)
+		log_exit(EX_TEMPFAIL, NULL, "spool %s: %llu bytes free, below "
+		    "the reserve of %lld bytes kept for listqd: message not "
+		    "accepted, try again later", SPOOLDIR, avail,
+		    (long long)SPOOL_RESERVE);
+}
+
 static void
 enqueue(int spoolfd, const char *command, const char *list, uid_t uid,
     gid_t gid)
 {
+	check_room(spoolfd);
 	create_entry(command, list, uid, gid);
 	copy_message();
 	if (q.size == 0)

@@ -20,7 +20,8 @@ FUZZ_TARGETS	= entry state config list address bounce
 FUZZ_SAN	= -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS	= -std=gnu11 -Wall -Wextra -g -O1 -fno-omit-frame-pointer \
 		  $(FUZZ_SAN) -fsanitize=fuzzer-no-link
-FUZZ_LIB_SRC	= $(COMMON_SRC) worker/bounce.c worker/dsn.c worker/msghead.c
+FUZZ_LIB_SRC	= $(COMMON_SRC) worker/bounce.c worker/dsn.c worker/msghead.c \
+		  worker/probe.c
 FUZZ_LIB_OBJ	= $(FUZZ_LIB_SRC:%.c=$(BUILD)/fuzz/obj/%.o)
 FUZZ_BIN	= $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 

@@ -1,6 +1,7 @@
 /*
  * libFuzzer harness: the bounce parser (worker/bounce.c: bounce_parse,
- * bounce_verp), the header reader (worker/msghead.c: msghead_next) and
+ * bounce_envelope_ext, bounce_verp_member; worker/probe.c:
+ * probe_token_of), the header reader (worker/msghead.c: msghead_next) and
  * dsn_allowed (worker/dsn.c).  The input is one NUL-terminated message.
  */
 #include <stdint.h>
@@ -16,7 +17,8 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct bounce_hit hits[BOUNCE_HITS];
-	char *msg, member[ADDR_MAX + 1], *end;
+	char *msg, member[ADDR_MAX + 1], ext[ADDR_MAX + 1], *end,
+	    token[PROBE_TOKEN_LEN + 1];
 	const char *p, *v;
 	size_t n, i;
 
@@ -47,11 +49,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* The header section, as msghead_read() would give it. */
 	if ((end = strstr(msg, "\n\n")) != NULL)
 		end[1] = '\0';
-	if (bounce_verp(msg, "list-bounces", "example.org", '+', member,
-	    sizeof(member)) && memchr(member, '\0', sizeof(member)) == NULL)
+	if (bounce_envelope_ext(msg, "list-bounces", "example.org", '+', ext,
+	    sizeof(ext)) && (memchr(ext, '\0', sizeof(ext)) == NULL ||
+	    (bounce_verp_member(ext, member, sizeof(member)) &&
+	    memchr(member, '\0', sizeof(member)) == NULL) ||
+	    (probe_token_of(ext, token) && strlen(token) != PROBE_TOKEN_LEN)))
 		abort();
-	if (bounce_verp(msg, "list-bounces", "example.org", '-', member, 8) &&
-	    memchr(member, '\0', 8) == NULL)
+	if (bounce_envelope_ext(msg, "list-bounces", "example.org", '-', ext,
+	    8) && (memchr(ext, '\0', 8) == NULL || (bounce_verp_member(ext,
+	    member, 8) && memchr(member, '\0', 8) == NULL)))
 		abort();
 	(void)dsn_allowed("someone@example.org", msg);
 	(void)dsn_allowed("", msg);

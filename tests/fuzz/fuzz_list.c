@@ -13,7 +13,9 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct addr_list l = { NULL, 0 };
-	size_t bad = 0, first_bad = 0, i, n;
+	struct bad_lines bad;
+	const char *why;
+	size_t i, n;
 	char *copy, *line, *save, out[ADDR_MAX + 1];
 	FILE *f;
 
@@ -21,8 +23,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	if ((f = fmemopen((void *)(uintptr_t)data, size, "r")) == NULL)
 		return 0;
-	if (addr_list_read(f, &l, &bad, &first_bad) == 0) {
-		if ((bad == 0) != (first_bad == 0))
+	if (addr_list_read(f, &l, &bad) == 0) {
+		if ((bad.n == 0) != (bad.first == 0) ||
+		    (bad.n == 0) != (bad.why == NULL))
 			abort();
 		for (i = 0; i < l.n; i++)
 			if (!address_valid(l.v[i]))
@@ -38,15 +41,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fclose(f);
 	addr_list_free(&l);
 
-	/* Each line as list_line_address() takes it. */
+	/* Each line as list_line_take() takes it. */
 	if ((copy = malloc(size + 1)) == NULL)
 		return 0;
 	memcpy(copy, data, size);
 	copy[size] = '\0';
 	for (line = strtok_r(copy, "\n", &save); line != NULL;
 	    line = strtok_r(NULL, "\n", &save)) {
-		list_line_address(line, out, sizeof(out));
-		if (memchr(out, '\0', sizeof(out)) == NULL)
+		if ((list_line_take(line, strlen(line), out, sizeof(out),
+		    &why) == LIST_LINE_ADDRESS) != (out[0] != '\0') ||
+		    memchr(out, '\0', sizeof(out)) == NULL)
 			abort();
 	}
 	free(copy);

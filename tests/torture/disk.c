@@ -3,8 +3,10 @@
  * call by call.
  *
  *  - full: the wrapper exits 75 and leaves nothing in tmp/ or the queue
- *    when the spool is full, whether the header or the body does not
+ *    when the spool is full (below its reserve) or the body does not
  *    fit (invariants 1, 2, 5);
+ *  - reserve_kept_for_listqd: below SPOOL_RESERVE the wrapper writes
+ *    nothing and says so, while listqd's state and DSN still fit;
  *  - worker: listqd starts on a full spool (its pidfile empty, the lock
  *    held); a worker that cannot write an entry's state defers it,
  *    retries at its backoff (no spin) without sending a recipient twice,
@@ -94,6 +96,16 @@ post(size_t body, struct result *res)
 	return st;
 }
 
+/* SPOOL_RESERVE of the wrapper under test (tests/run.sh builds it). */
+static size_t
+reserve(void)
+{
+	const char *r = getenv("LISTQ_TEST_RESERVE");
+
+	cr_assert_not_null(r, "LISTQ_TEST_RESERVE is not set");
+	return (size_t)strtoull(r, NULL, 10);
+}
+
 Test(disk, full)
 {
 	struct result res;
@@ -108,22 +120,23 @@ Test(disk, full)
 	    filled);
 	cr_assert_eq(post(200000, &res), 75, "full, large: %d %s",
 	    res.status, res.err);
-	cr_assert(strstr(res.err, "No space left") != NULL, "%s", res.err);
+	cr_assert(strstr(res.err, "below the reserve") != NULL, "%s", res.err);
 	assert_nothing_left("full, large");
 	cr_assert_eq(post(100, &res), 75, "full, small: %d %s", res.status,
 	    res.err);
 	assert_nothing_left("full, small");
-	/* Room for a header and a little: the body runs out midway. */
-	spoolfs_release(64 << 10);
-	cr_assert_eq(post(200000, &res), 75, "64 KiB free, large: %d %s",
-	    res.status, res.err);
-	assert_nothing_left("64 KiB free, large");
-	cr_assert_eq(post(100, &res), 0, "64 KiB free, small: %d %s",
+	/* The reserve and a little: the body runs out midway. */
+	spoolfs_release(reserve() + (64 << 10));
+	cr_assert_eq(post(reserve() + 200000, &res), 75, "reserve + 64 KiB "
+	    "free, large: %d %s", res.status, res.err);
+	cr_assert(strstr(res.err, "No space left") != NULL, "%s", res.err);
+	assert_nothing_left("reserve + 64 KiB free, large");
+	cr_assert_eq(post(100, &res), 0, "reserve + 64 KiB free, small: %d %s",
 	    res.status, res.err);
 	cr_assert_eq(queue_count(NULL, 0), 1);
 	cr_assert_eq(tmp_count(), 0);
-	torture_report("disk/full", "full: 75 twice, nothing left; 64 KiB "
-	    "free: 200 KB refused (75), 100 B queued");
+	torture_report("disk/full", "full: 75 twice, nothing left; reserve + "
+	    "64 KiB free: too large refused (75), 100 B queued");
 }
 
 /* Copies each recipient got, over the sinks given. */
@@ -231,6 +244,64 @@ Test(disk, worker)
 	cr_assert_eq(copies(both, 2, "m1@members.example"), 1);
 	cr_assert_eq(copies(both, 2, "m2@members.example"), 0);
 	cr_assert_eq(copies(both, 2, DSN_RCPT), 1);
+}
+
+static bool
+dsn_sent(void *arg)
+{
+	struct txn *t;
+	size_t n = sink_load(arg, &t), i, got = 0;
+
+	for (i = 0; i < n; i++)
+		got += t[i].nrcpt == 1 && strcmp(t[i].rcpt[0],
+		    "<t-bounces@example.org>") == 0;
+	txns_free(t, n);
+	return got > 0 && queue_count(NULL, 0) == 0;
+}
+
+/*
+ * The reserve (Postfix's queue_minfree): with less than SPOOL_RESERVE
+ * free the wrapper answers 75 and writes nothing, saying why, while
+ * listqd's own writes -- state files, a DSN entry -- still fit in what
+ * is left; with the space back the wrapper takes mail again.
+ */
+Test(disk, reserve_kept_for_listqd)
+{
+	struct sink s;
+	struct daemon d;
+	struct result res;
+
+	if (!T.root)
+		cr_skip_test("the spool on a tmpfs needs root");
+	memset(&s, 0, sizeof(s));
+	memset(&d, 0, sizeof(d));
+	spoolfs_mount(SPOOL_SIZE);
+	make_list("t", 3);
+	cr_assert_eq(post(2000, &res), 0, "%s", res.err);
+	spoolfs_fill();
+	spoolfs_release(reserve() / 2);
+	cr_assert_eq(post(100, &res), 75, "half the reserve free: %d %s",
+	    res.status, res.err);
+	cr_assert(strstr(res.err, "bytes free, below the reserve of") != NULL,
+	    "%s", res.err);
+	cr_assert_eq(tmp_count(), 0, "a file was written in tmp/");
+	cr_assert_eq(queue_count(NULL, 0), 1, "the refused post was queued");
+
+	sink_start(&s, RULES_LATER, 0, false);
+	daemon_config(&d, s.port, "");
+	daemon_start(&d, 1);
+	cr_assert(wait_until(dsn_sent, &s, SETTLE_MS), "listqd could not "
+	    "write inside the reserve:\n%s", daemon_log(&d));
+	cr_assert_eq(log_count(&d, "No space left"), 0, "%s", daemon_log(&d));
+	cr_assert_eq(copies((struct sink *[]){ &s }, 1, "m0@members.example"),
+	    1);
+	daemon_stop(&d);
+
+	spoolfs_release(reserve());
+	cr_assert_eq(post(100, &res), 0, "reserve free again: %d %s",
+	    res.status, res.err);
+	torture_report("disk/reserve", "%zu bytes reserved: post refused "
+	    "(75, nothing written), listqd's state and DSN written", reserve());
 }
 
 /* ---- faultfs ---- */
