@@ -60,13 +60,15 @@ export ASAN_OPTIONS ?= verify_asan_link_order=0:detect_leaks=0:abort_on_error=1$
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1$(if $(SAN_LOGS),:log_path=$(SAN_LOGS)/ubsan)
 endif
 
+DMARC_PC	= libcares libpsl gmime-3.0
+
 COMMON_SRC	= common/address.c common/config.c common/durable.c \
 		  common/enqueue.c common/entry.c common/list.c common/log.c \
 		  common/number.c common/qid.c common/spool.c common/state.c
 WRAPPER_SRC	= wrapper/privilege.c wrapper/wrapper.c
 LISTQD_SRC	= worker/bounce.c worker/deliver.c worker/dsn.c worker/listqd.c \
 		  worker/incoming.c worker/master.c worker/msghead.c \
-		  worker/notify.c worker/relay.c \
+		  worker/notify.c worker/relay.c worker/dmarc.c worker/mitigate.c \
 		  worker/schedule.c worker/smtp.c worker/sockopt.c worker/worker.c
 TEST_SRC	= $(wildcard tests/test_*.c) tests/harness.c tests/daemon.c
 # The admin path (listq, and its end in listqd): shared by both programs.
@@ -88,7 +90,7 @@ TEST_OBJ	= $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 
 WRAPPER_LIBS	= $(call pc_libs,libcap libbsd-overlay)
 LISTQD_LIBS	= $(call pc_libs,libesmtp-1.0 libsystemd libbsd-overlay openssl) \
-		  -ldl
+		  $(call pc_libs,$(DMARC_PC)) -lresolv -ldl
 TEST_LIBS	= $(call pc_libs,criterion libbsd-overlay)
 
 # Debian packages that building and testing need (make deps).
@@ -106,6 +108,10 @@ DEB_PKGS	+= afl++
 # so the system's own instance is never set up or started).
 DEB_PKGS	+= postfix
 DEB_PKGS	+= valgrind	# make valgrind-check
+# DMARC (worker/dmarc.c, mitigate.c): c-ares asks both _dmarc names at
+# once under one deadline, libpsl finds the organizational domain, GMime
+# composes wrapped posts; tests/test_dmarc.c serves DNS with unbound.
+DEB_PKGS	+= libc-ares-dev libpsl-dev libgmime-3.0-dev unbound
 
 .PHONY: all wrapper daemon admin deps check lint test demo clean FORCE
 
@@ -131,7 +137,7 @@ $(BUILD)/obj/wrapper/%.o: wrapper/%.c $(BUILD)/settings
 $(BUILD)/obj/worker/%.o: worker/%.c $(BUILD)/settings
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Iworker \
-	    $(call pc_cflags,libesmtp-1.0 libsystemd openssl) \
+	    $(call pc_cflags,libesmtp-1.0 libsystemd openssl $(DMARC_PC)) \
 	    $(SETTINGS) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/%.o: %.c
