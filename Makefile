@@ -112,6 +112,8 @@ DEB_PKGS	+= valgrind	# make valgrind-check
 # once under one deadline, libpsl finds the organizational domain, GMime
 # composes wrapped posts; tests/test_dmarc.c serves DNS with unbound.
 DEB_PKGS	+= libc-ares-dev libpsl-dev libgmime-3.0-dev unbound
+# tests/e2e signs list mail with OpenDKIM and verifies it with python3-dkim.
+DEB_PKGS	+= opendkim opendkim-tools python3-dkim python3-dnspython
 
 .PHONY: all wrapper daemon admin deps check lint test demo clean FORCE
 
