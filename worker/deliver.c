@@ -20,7 +20,9 @@
  * a log line (invariants 5 and 7); message bodies are streamed from the
  * spool file by smtp.c, never held in memory (invariant 8): what is read
  * of a message before its session (the entry header and HEAD_MAX bytes
- * of message header) goes through one fixed buffer.
+ * of message header) goes through one fixed buffer.  A post that its
+ * list mitigates for DMARC is streamed instead from the copy that
+ * mitigate.c writes, laid out like the entry (the one hook: dmarc_copy).
  */
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -472,6 +474,8 @@ load_state(struct worker *w, struct job *j, int fd)
 		return -1;
 	prefix_subject(j, j->copy.fd != -1 ? j->copy.head : j->head,
 	    l->lc.subject_prefix);
+	free(j->copy.head);	/* HEAD_MAX bytes: not kept for the session */
+	j->copy.head = NULL;
 	j->verp = l->lc.verp;
 	return load_or_expand(w, j, fd, j->head, l);
 }
@@ -1267,7 +1271,6 @@ deliver_batch(struct worker *w, const struct sched_entry *due, size_t n)
 			close(jobs[i].fd);
 		if (jobs[i].copy.fd != -1)
 			close(jobs[i].copy.fd);
-		free(jobs[i].copy.head);
 		state_free(&jobs[i].st);
 		if (jobs[i].e.held != NULL) {	/* never prepared */
 			state_free(jobs[i].e.held);
