@@ -140,8 +140,13 @@ dns_start(void)
 		execlp("unbound", "unbound", "-d", "-c", conf, (char *)NULL);
 		_exit(127);
 	}
-	cr_assert(wait_until(dns_ready, NULL, WAIT_MS), "unbound did not "
-	    "start: see %s", dns_log);
+	if (!wait_until(dns_ready, NULL, WAIT_MS)) {
+		/* a failed .init has no .fini: stop it here */
+		kill(dns_pid, SIGTERM);
+		reap_bounded(dns_pid, 20000);
+		dns_pid = 0;
+		cr_assert_fail("unbound did not start: see %s", dns_log);
+	}
 }
 
 static void
