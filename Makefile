@@ -67,6 +67,8 @@ export ASAN_OPTIONS ?= verify_asan_link_order=0:detect_leaks=0:abort_on_error=1$
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1$(if $(SAN_LOGS),:log_path=$(SAN_LOGS)/ubsan)
 endif
 
+DMARC_PC	= libcares libpsl gmime-3.0
+
 COMMON_SRC	= common/address.c common/config.c common/durable.c \
 		  common/enqueue.c common/entry.c common/list.c common/log.c \
 		  common/number.c common/qid.c common/spool.c common/state.c
@@ -75,8 +77,8 @@ WRAPPER_SRC	= wrapper/privilege.c wrapper/wrapper.c
 SMTP_CLIENT_SRC	= worker/smtp_io.c worker/smtp_reply.c worker/smtp_session.c
 LISTQD_SRC	= worker/bounce.c worker/deliver.c worker/dsn.c worker/listqd.c \
 		  worker/incoming.c worker/master.c worker/msghead.c \
-		  worker/notify.c worker/probe.c worker/relay.c \
-		  worker/schedule.c worker/smtp.c worker/worker.c \
+		  worker/notify.c worker/probe.c worker/relay.c worker/dmarc.c \
+		  worker/mitigate.c worker/schedule.c worker/smtp.c worker/worker.c \
 		  $(SMTP_CLIENT_SRC)
 TEST_SRC	= $(wildcard tests/test_*.c) tests/harness.c tests/daemon.c
 # The admin path (listq, and its end in listqd): shared by both programs.
@@ -97,7 +99,8 @@ LISTQD_OBJ	= $(LISTQD_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ	= $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 
 WRAPPER_LIBS	= $(call pc_libs,libcap libbsd-overlay)
-LISTQD_LIBS	= $(call pc_libs,libsystemd libbsd-overlay openssl)
+LISTQD_LIBS	= $(call pc_libs,libsystemd libbsd-overlay openssl) \
+		  $(call pc_libs,$(DMARC_PC)) -lresolv
 TEST_LIBS	= $(call pc_libs,criterion libbsd-overlay openssl)
 SMTP_CLIENT_OBJ	= $(SMTP_CLIENT_SRC:%.c=$(BUILD)/obj/%.o)
 
@@ -116,6 +119,12 @@ DEB_PKGS	+= afl++
 # so the system's own instance is never set up or started).
 DEB_PKGS	+= postfix
 DEB_PKGS	+= valgrind	# make valgrind-check
+# DMARC (worker/dmarc.c, mitigate.c): c-ares asks both _dmarc names at
+# once under one deadline, libpsl finds the organizational domain, GMime
+# composes wrapped posts; tests/test_dmarc.c serves DNS with unbound.
+DEB_PKGS	+= libc-ares-dev libpsl-dev publicsuffix libgmime-3.0-dev unbound
+# tests/e2e signs list mail with OpenDKIM and verifies it with python3-dkim.
+DEB_PKGS	+= opendkim opendkim-tools python3-dkim python3-dnspython
 
 .PHONY: all wrapper daemon admin deps check lint test demo clean FORCE
 
@@ -141,7 +150,7 @@ $(BUILD)/obj/wrapper/%.o: wrapper/%.c $(BUILD)/settings
 $(BUILD)/obj/worker/%.o: worker/%.c $(BUILD)/settings
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Iworker \
-	    $(call pc_cflags,libsystemd openssl) \
+	    $(call pc_cflags,libsystemd openssl $(DMARC_PC)) \
 	    $(SETTINGS) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/%.o: %.c

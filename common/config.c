@@ -65,6 +65,9 @@ static const struct key keys[] = {
 	{ "smtp_auth_user", STR, S(smtp_auth_user), 0, 0, "", NULL },
 	{ "smtp_auth_password_file", STR, S(smtp_auth_password_file), 0, 0,
 	    "", NULL },
+	{ "dns_resolver", STR, S(dns_resolver), 0, 0, "", NULL },
+	{ "dns_timeout", DUR, U(dns_timeout), 1, 60, "2s", NULL },
+	{ "dmarc_defer_time", DUR, U(dmarc_defer_time), 0, 86400, "5m", NULL },
 };
 #define NKEYS	(sizeof(keys) / sizeof(keys[0]))
 

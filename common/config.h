@@ -37,6 +37,9 @@ struct config {
 	char		smtp_tls_ca_file[CONFIG_STR_MAX];
 	char		smtp_auth_user[256];
 	char		smtp_auth_password_file[CONFIG_STR_MAX];
+	char		dns_resolver[CONFIG_STR_MAX];	/* ""= resolv.conf */
+	unsigned int	dns_timeout;		/* one DMARC lookup, seconds */
+	unsigned int	dmarc_defer_time;	/* wait for DNS, then mitigate */
 };
 
 enum { TLS_NONE, TLS_MAY, TLS_ENCRYPT, TLS_VERIFY };

@@ -21,6 +21,40 @@
 #include "config.h"
 #include "list.h"
 
+/* Sets *out to the index of value in words; NULL, or why when absent. */
+static const char *
+list_word(const char *value, const char *const *words, int *out,
+    const char *why)
+{
+	int i;
+
+	for (i = 0; words[i] != NULL; i++)
+		if (strcmp(value, words[i]) == 0) {
+			*out = i;
+			return NULL;
+		}
+	return why;
+}
+
+/* The dmarc_ keys (listq.conf(5), section LIST KEYS). */
+static const char *
+dmarc_key(const char *key, const char *value, struct list_conf *lc)
+{
+	static const char *const mitigations[] = { "none", "munge_from",
+	    "wrap", NULL }, *const no_yes[] = { "no", "yes", NULL },
+	    *const headers[] = { "reply-to", "cc", NULL };
+
+	if (strcmp(key, "dmarc_mitigation") == 0)
+		return list_word(value, mitigations, &lc->dmarc_mitigation,
+		    "munge_from, wrap or none");
+	if (strcmp(key, "dmarc_mitigation_always") == 0)
+		return list_word(value, no_yes, &lc->dmarc_always, "yes or no");
+	if (strcmp(key, "dmarc_author_header") == 0)
+		return list_word(value, headers, &lc->dmarc_author_cc,
+		    "reply-to or cc");
+	return "unknown key";
+}
+
 static const char *
 list_key(const char *key, const char *value, void *arg)
 {
@@ -38,13 +72,10 @@ list_key(const char *key, const char *value, void *arg)
 			return "value too long";
 		return NULL;
 	}
-	if (strcmp(key, "verp") == 0) {
-		if (strcmp(value, "yes") != 0 && strcmp(value, "no") != 0)
-			return "yes or no";
-		lc->verp = strcmp(value, "yes") == 0;
-		return NULL;
-	}
-	return "unknown key";
+	if (strcmp(key, "verp") == 0)
+		return list_word(value, (const char *const[]){ "no", "yes",
+		    NULL }, &lc->verp, "yes or no");
+	return dmarc_key(key, value, lc);
 }
 
 int

@@ -1,10 +1,11 @@
 /*
  * Lists: LISTDIR/<name>/ holds "config" (address = name@domain, optional
- * subject_prefix and verp = yes|no), "members" and "owners" (one address
- * per line, '#' comments and blank lines ignored; a line that is no
- * address or longer than LIST_LINE_MAX is bad, skipped whole and
- * counted), and "disabled": members kept in the list but not delivered
- * to (same format; missing means none).  A reader takes each file as one
+ * subject_prefix, verp = yes|no and the dmarc_ keys of listq.conf(5)),
+ * "members" and "owners" (one address per line, '#' comments and blank
+ * lines ignored; a line that is no address or longer than LIST_LINE_MAX
+ * is bad, skipped whole and counted), and "disabled": members kept in the
+ * list but not delivered to (same format; missing means none).  A reader
+ * takes each file as one
  * snapshot: writers replace them by rename, so it sees all of the old
  * list or all of the new, never half.
  */
@@ -23,7 +24,13 @@ struct list_conf {
 	char	address[ADDR_MAX + 1];		/* name@domain */
 	char	subject_prefix[128];
 	int	verp;				/* verp = yes */
+	int	dmarc_mitigation;		/* enum dmarc_mitigation */
+	int	dmarc_always;			/* dmarc_mitigation_always */
+	int	dmarc_author_cc;		/* dmarc_author_header = cc */
 };
+
+/* What a post From: a DMARC reject or quarantine domain becomes. */
+enum dmarc_mitigation { DMARC_MITIGATE_NONE, DMARC_MUNGE_FROM, DMARC_WRAP };
 
 struct addr_list {
 	char	**v;

@@ -20,7 +20,9 @@
  * a log line (invariants 5 and 7); message bodies are streamed from the
  * spool file by smtp.c, never held in memory (invariant 8): what is read
  * of a message before its session (the entry header and HEAD_MAX bytes
- * of message header) goes through one fixed buffer.
+ * of message header) goes through one fixed buffer.  A post that its
+ * list mitigates for DMARC is streamed instead from the copy that
+ * mitigate.c writes, laid out like the entry (the one hook: dmarc_copy).
  */
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -37,6 +39,7 @@
 #include "entry.h"
 #include "list.h"
 #include "log.h"
+#include "mitigate.h"
 #include "msghead.h"
 #include "incoming.h"
 #include "notify.h"
@@ -88,6 +91,7 @@ struct job {
 	int		 fd;		/* the message, opened by prepare() for
 					   the first transaction; -1 after */
 	off_t		 fsize;		/* its size, by one fstat in prepare() */
+	struct mitigated copy;		/* a DMARC-safe copy goes instead */
 	char		*head;		/* its header section, during prepare() */
 	off_t		 scanned;	/* bytes checked for 8-bit with it */
 	int		 eight;		/* ... and found one */
@@ -433,6 +437,23 @@ expanded(const struct state *st)
 static int load_or_expand(struct worker *, struct job *, int, const char *,
     struct list_cache *);
 
+/*
+ * The copy of a post that the members get when its author's domain
+ * publishes a DMARC policy the list must not break (mitigate.c); -1:
+ * the post waits until j->e.next.
+ */
+static int
+dmarc_copy(struct worker *w, struct job *j, int fd, const struct list_conf *lc)
+{
+	struct post p = { j->e.id, fd, j->body, j->fsize, j->head,
+	    j->h.arrival_sec, w->spoolfd };
+	int rc = mitigate_post(&w->ctx->cfg, lc, &p, &j->copy, &j->e.next);
+
+	if (rc == -1)
+		j->e.next = time(NULL) + w->ctx->cfg.min_backoff;
+	return rc == 0 ? 0 : -1;
+}
+
 /* Loads the state or takes the snapshot; -1: nothing to send now. */
 static int
 load_state(struct worker *w, struct job *j, int fd)
@@ -447,7 +468,13 @@ load_state(struct worker *w, struct job *j, int fd)
 		return -1;
 	}
 	make_prepend(j, &l->lc);
-	prefix_subject(j, j->head, l->lc.subject_prefix);
+	if (strcmp(j->h.command, "post") == 0 && dmarc_copy(w, j, fd,
+	    &l->lc) == -1)
+		return -1;
+	prefix_subject(j, j->copy.fd != -1 ? j->copy.head : j->head,
+	    l->lc.subject_prefix);
+	free(j->copy.head);	/* HEAD_MAX bytes: not kept for the session */
+	j->copy.head = NULL;
 	j->verp = l->lc.verp;
 	return load_or_expand(w, j, fd, j->head, l);
 }
@@ -550,6 +577,11 @@ prepare(struct worker *w, struct job *j, time_t now)
 		return -1;
 	}
 	j->fd = fd;	/* one open per entry, not one more to send it */
+	if (j->copy.fd != -1) {
+		j->fd = dup(j->copy.fd);
+		j->fsize = j->copy.size;
+		close(fd);
+	}
 	return 0;
 }
 
@@ -663,7 +695,7 @@ message_fd(struct job *j)
 	int fd = j->fd;
 
 	if (fd == -1)
-		return open_entry(j);
+		return j->copy.fd != -1 ? dup(j->copy.fd) : open_entry(j);
 	j->fd = -1;
 	return fd;
 }
@@ -1211,6 +1243,7 @@ deliver_batch(struct worker *w, const struct sched_entry *due, size_t n)
 	for (i = 0; i < n; i++) {
 		jobs[i].e = due[i];
 		jobs[i].fd = -1;
+		jobs[i].copy.fd = -1;
 		jobs[i].lists = &lists;
 	}
 	take_held(w, jobs, n);
@@ -1235,6 +1268,8 @@ deliver_batch(struct worker *w, const struct sched_entry *due, size_t n)
 	for (i = 0; i < n; i++) {
 		if (jobs[i].fd != -1)
 			close(jobs[i].fd);
+		if (jobs[i].copy.fd != -1)
+			close(jobs[i].copy.fd);
 		state_free(&jobs[i].st);
 		if (jobs[i].e.held != NULL) {	/* never prepared */
 			state_free(jobs[i].e.held);

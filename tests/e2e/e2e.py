@@ -240,11 +240,17 @@ def make_lists():
     listq("members", "verpl", "add", "b2@" + MDOM, "ghost2@" + MDOM)
     with open(os.path.join(LISTS, "verpl", "config"), "a") as fh:
         fh.write("verp = yes\n")
+    # dm: DMARC munge_from, for the OpenDKIM phase.
+    listq("newlist", "dm@" + LDOM, owner)
+    listq("members", "dm", "add", "d1@" + MDOM)
+    with open(os.path.join(LISTS, "dm", "config"), "a") as fh:
+        fh.write("dmarc_mitigation = munge_from\n")
     # gone: its aliases stay, the list goes.
     listq("newlist", "gone@" + LDOM, owner)
     aliases = listq("aliases")
     listq("rmlist", "gone")
     mailboxes = members + ["p1@" + MDOM, "b1@" + MDOM, "b2@" + MDOM,
+                           "d1@" + MDOM,
                            "poster1@" + PDOM, "poster2@" + PDOM,
                            "poster3@" + PDOM, owner, "postmaster@" + PDOM]
     return aliases, mailboxes
@@ -866,6 +872,137 @@ def phase_refusals(post_port):
     return
 
 
+# ---------------------------------------------------------------------
+# DMARC and DKIM: unbound serves the poster domain's p=reject and the
+# list domain's DKIM key; OpenDKIM signs what leaves Postfix's relay port.
+
+dns_proc = None                 # Popen of unbound
+dkim_proc = None                # Popen of opendkim
+DKIM = os.path.join(ROOT, "dkim")
+
+
+def spawn(argv):
+    """A server in the foreground, in a session of its own, output gone."""
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def start_unbound(port, records):
+    global dns_proc
+    conf = os.path.join(DKIM, "unbound.conf")
+    log = os.path.join(DKIM, "unbound.log")
+    with open(conf, "w") as f:
+        f.write("server:\n  interface: 127.0.0.1@%d\n  port: %d\n"
+                "  outgoing-interface: 127.0.0.1\n  do-tcp: no\n"
+                "  do-ip6: no\n  do-daemonize: no\n  username: \"\"\n"
+                "  chroot: \"\"\n  directory: \"%s\"\n  pidfile: \"\"\n"
+                "  use-syslog: no\n  logfile: \"%s\"\n  log-queries: yes\n"
+                "  module-config: \"iterator\"\n"
+                "  access-control: 127.0.0.0/8 allow\n"
+                "  local-zone: \".\" refuse\n"
+                "  local-zone: \"e2e.test.\" static\n"
+                % (port, port, DKIM, log))
+        for name, txt in records:
+            f.write("  local-data: '%s. 300 IN TXT \"%s\"'\n" % (name, txt))
+        f.write("remote-control:\n  control-enable: no\n")
+    dns_proc = spawn(["unbound", "-d", "-c", conf])
+    if not wait_for(lambda: "start of service" in read(log), 20, 0.1):
+        raise Setup("unbound did not start: " + read(log)[-400:])
+
+
+def start_opendkim(port, key):
+    global dkim_proc
+    conf = os.path.join(DKIM, "opendkim.conf")
+    with open(conf, "w") as f:
+        f.write("Syslog no\nMode s\nDomain %s\nSelector listq\n"
+                "KeyFile %s\nCanonicalization relaxed/simple\n"
+                "OversignHeaders From\nInternalHosts 127.0.0.1\n"
+                "Socket inet:%d@127.0.0.1\n"
+                # the test key lies below /tmp, which others may write
+                "RequireSafeKeys no\n" % (LDOM, key, port))
+    dkim_proc = spawn(["opendkim", "-f", "-x", conf])
+    if not wait_for(lambda: dkim_proc.poll() is not None or
+                    port_open(port), 20, 0.1) or dkim_proc.poll() is not None:
+        raise Setup("opendkim did not start")
+
+
+def stop_proc(p):
+    if p is not None and p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
+
+
+def dkim_key():
+    """A fresh 1024-bit key (one TXT string): its file and its p=."""
+    mkdir(DKIM)
+    must(["opendkim-genkey", "-b", "1024", "-D", DKIM, "-d", LDOM, "-s",
+          "listq"], "opendkim-genkey")
+    txt = "".join(re.findall(r'"([^"]*)"', read(os.path.join(DKIM,
+                                                             "listq.txt"))))
+    return os.path.join(DKIM, "listq.private"), txt.replace(" ", "")
+
+
+def verify_dkim(data, port):
+    """python3-dkim's verifier, its key lookups sent to the test DNS."""
+    import dkim
+    import dns.resolver
+
+    r = dns.resolver.Resolver(configure=False)
+    r.nameservers, r.port, r.lifetime = ["127.0.0.1"], port, 5
+
+    def txt(name, timeout=5):
+        a = r.resolve(name.decode().rstrip("."), "TXT")
+        return b"".join(b"".join(x.strings) for x in a)
+    return dkim.verify(data, dnsfunc=txt)
+
+
+def phase_dmarc(post_port):
+    section("DMARC: a post from a p=reject domain, signed by OpenDKIM")
+    key, ptxt = dkim_key()
+    dns_port, milter_port = free_port(), free_port()
+    start_unbound(dns_port, [
+        ("_dmarc." + PDOM, "v=DMARC1; p=reject"),
+        ("listq._domainkey." + LDOM, ptxt)])
+    start_opendkim(milter_port, key)
+    must(["postconf", "-c", PFETC, "-e",
+          "smtpd_milters=inet:127.0.0.1:%d" % milter_port,
+          "milter_default_action=tempfail"], "postconf milters")
+    must(["postfix", "-c", PFETC, "reload"], "postfix reload")
+    stop_listqd()
+    with open(CONF, "a") as f:
+        f.write("dns_resolver = 127.0.0.1:%d\ndns_timeout = 2s\n" % dns_port)
+    start_listqd()
+    post(post_port, "poster1@" + PDOM, "dm@" + LDOM, "dm-1@post.e2e.test",
+         "dmarc")
+    got = wait_for(lambda: [p for p in mails("d1@" + MDOM)
+                            if post_id(p) == "dm-1@post.e2e.test"], 60, 0.3)
+    if not check(bool(got), "the post reached the member's Maildir"):
+        return
+    h = headers(got[0])
+    check(h["From"] == "poster1 via dm <dm@%s>" % LDOM and
+          h["Reply-To"] == "poster1@" + PDOM and
+          h["X-Original-From"] == "poster1@" + PDOM,
+          "From: rewritten (\"%s\"), the author in Reply-To: and "
+          "X-Original-From:" % h["From"])
+    sig = h["DKIM-Signature"] or ""
+    check("d=" + LDOM in sig and "s=listq" in sig,
+          "OpenDKIM signed it for %s (selector listq)" % LDOM, sig[:80])
+    with open(got[0], "rb") as f:
+        data = f.read()
+    check(verify_dkim(data, dns_port), "python3-dkim verifies the "
+          "signature with the key published in the test DNS")
+    check(not verify_dkim(data.replace(b"hello", b"hellO"), dns_port),
+          "  ... and refuses the copy with one body byte changed")
+    n = read(os.path.join(DKIM, "unbound.log")).count("_dmarc.%s. TXT IN" %
+                                                      PDOM)
+    check(n == 1, "listqd asked the DNS for _dmarc.%s once (%d)" % (PDOM, n))
+
+
 def system_postfix():
     """What the system's own instance is made of: /etc/postfix's entries."""
     out = []
@@ -908,6 +1045,11 @@ def cleanup():
         stop_listqd()
     except Exception as e:
         print("e2e: stopping listqd: %r" % e)
+    for p in (dkim_proc, dns_proc):
+        try:
+            stop_proc(p)
+        except Exception as e:
+            print("e2e: stopping %r: %r" % (p.args, e))
     try:
         stop_postfix()
     except Exception as e:
@@ -972,6 +1114,7 @@ def main():
         phase_logs()
         phase_bounces(post_port)
         phase_refusals(post_port)
+        phase_dmarc(post_port)
         check(system_postfix() == sys_before, "the system's Postfix "
               "(/etc/postfix) untouched: no main.cf, nothing changed")
         note("posts %d, copies %d, duplicates after the kill %d; "
