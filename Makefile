@@ -118,6 +118,10 @@ DEB_PKGS	+= afl++
 # tests/e2e runs a private Postfix instance (debconf: "No configuration",
 # so the system's own instance is never set up or started).
 DEB_PKGS	+= postfix
+# ... and private Exim 4 and OpenSMTPD instances, unpacked from their
+# .debs (they conflict with postfix); the libraries they need that a
+# base system lacks.
+DEB_PKGS	+= libidn12 libgnutls-dane0 libnsl2 libdb5.3 libevent-2.1-7
 DEB_PKGS	+= valgrind	# make valgrind-check
 # DMARC (worker/dmarc.c, mitigate.c): c-ares asks both _dmarc names at
 # once under one deadline, libpsl finds the organizational domain, GMime
@@ -329,9 +333,10 @@ rpm:
 packaging-check:
 	@BUILD=$(BUILD) sh tests/packaging.sh
 
-# tests/e2e: end to end through a private Postfix instance on loopback
-# (as root; skipped, saying so, otherwise).  Ends with "e2e: N passed,
-# N failed".
+# tests/e2e: end to end through private Postfix, Exim 4 and OpenSMTPD
+# instances on loopback (as root; skipped, saying so, otherwise).  Each
+# round ends with its counts: "e2e: N passed, N failed" (Postfix), "e2e
+# exim: ...", "e2e opensmtpd: ...".
 .PHONY: e2e-check
 e2e-check:
 	@BUILD=$(BUILD) sh tests/e2e/run.sh

@@ -921,11 +921,36 @@ Test(listq, aliases_postfix_and_exim, .init = setup, .fini = teardown,
 	cr_assert_str_eq(o.out, "/opt/it's \"my\" lists/listq-wrapper\nowner\n"
 	    "alpha\n", "sh took %s as:\n%s", cmd, o.out);
 	out_free(&o);
-	LQ(0, "aliases", "--format", "exim", "--wrapper", "/a b/w");
+	LQ(0, "aliases", "--mta", "postfix", "--wrapper", "/a b/w");
 	alias_command(O.out, "alpha:", cmd, sizeof(cmd));
-	cr_assert_str_eq(cmd, "|\"/a b/w\" post alpha");
-	HAS(O.out, "pipe_transport = address_pipe");
-	LQ(64, "aliases", "--format", "qmail");
+	cr_assert_str_eq(cmd, "|'/a b/w' post alpha");
+	LQ(64, "aliases", "--mta", "qmail");
+}
+
+/*
+ * Exim's and OpenSMTPD's guides route the lists' domain to the wrapper
+ * themselves: what they look up is the lists, by name (the lsearch file
+ * of Exim's router) and by address, every role (OpenSMTPD's rcpt-to
+ * table), each on a line of its own and nothing else but comments.
+ */
+Test(listq, aliases_exim_and_opensmtpd, .init = setup, .fini = teardown,
+    .timeout = 60)
+{
+	make_list("alpha", 1);
+	make_list("beta.x", 1);
+	LQ(0, "aliases", "--mta", "exim");
+	HAS(O.out, "\nalpha\n");
+	cr_assert_str_eq(strstr(O.out, "\nalpha\n") + 1, "alpha\nbeta.x\n",
+	    "exim: %s", O.out);
+	LQ(0, "aliases", "--mta", "opensmtpd");
+	HAS(O.out, "\nalpha@");
+	cr_assert_str_eq(strstr(O.out, "\nalpha@") + 1,
+	    "alpha@example.org\nalpha-owner@example.org\n"
+	    "alpha-bounces@example.org\nbeta.x@example.org\n"
+	    "beta.x-owner@example.org\nbeta.x-bounces@example.org\n",
+	    "opensmtpd: %s", O.out);
+	LQ(0, "aliases", "--format", "exim");	/* the older name */
+	HAS(O.out, "\nbeta.x\n");
 }
 
 /* A file in the spool that belongs to someone else. */

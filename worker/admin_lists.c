@@ -5,8 +5,10 @@
  * hidden name, then the directory is renamed into place (never over an
  * existing list); rmlist takes a list away in one rename, and refuses,
  * unless forced, while entries of the list are queued or held; alias
- * lines quote the wrapper path for the MTA that reads them (Postfix runs
- * the pipe through /bin/sh, Exim splits it itself), so any path works.
+ * lines quote the wrapper path for /bin/sh, through which Postfix runs
+ * the pipe, so any path works; for Exim and OpenSMTPD, whose guides
+ * route a whole domain to the wrapper, aliases prints the lists their
+ * configuration looks up (list names; the lists' addresses).
  */
 #include <sys/stat.h>
 
@@ -320,30 +322,28 @@ plain(const char *s)
 	return true;
 }
 
-/* The wrapper path as the MTA's pipe command needs it. */
+/* The wrapper path as /bin/sh takes it in the pipe command. */
 static void
-quote_path(FILE *f, const char *path, bool exim)
+quote_path(FILE *f, const char *path)
 {
 	if (plain(path)) {
 		fputs(path, f);
 		return;
 	}
-	fputc(exim ? '"' : '\'', f);
+	fputc('\'', f);
 	for (; *path != '\0'; path++) {
-		if (!exim && *path == '\'')
+		if (*path == '\'')
 			fputs("'\\''", f);	/* sh: end, quoted ', restart */
-		else if (exim && (*path == '"' || *path == '\\'))
-			fprintf(f, "\\%c", *path);
 		else
 			fputc(*path, f);
 	}
-	fputc(exim ? '"' : '\'', f);
+	fputc('\'', f);
 }
 
 /* One alias line: the whole pipe as an RFC 5322 quoted string. */
 static void
 alias_line(const char *key, const char *wrapper, const char *role,
-    const char *name, bool exim)
+    const char *name)
 {
 	char *cmd = NULL, *p;
 	size_t len;
@@ -352,7 +352,7 @@ alias_line(const char *key, const char *wrapper, const char *role,
 	if ((f = open_memstream(&cmd, &len)) == NULL)
 		err(EX_OSERR, NULL);
 	fputc('|', f);
-	quote_path(f, wrapper, exim);
+	quote_path(f, wrapper);
 	fprintf(f, " %s %s", role, name);
 	fclose(f);
 	printf("%-24s \"", key);
@@ -362,47 +362,99 @@ alias_line(const char *key, const char *wrapper, const char *role,
 	free(cmd);
 }
 
-int
-cmd_aliases(struct admin *a, int argc, char **argv)
+/* Postfix (and Sendmail): the alias lines, piping into the wrapper. */
+static void
+print_postfix(char **names, size_t n, const char *wrapper)
 {
-	static const struct option opts[] = {
-		{ "format", required_argument, NULL, 'f' },
-		{ "wrapper", required_argument, NULL, 'w' },
-		{ NULL, 0, NULL, 0 } };
 	static const char *const roles[] = { "post", "owner", "bounces" };
-	const char *wrapper = LIBEXECDIR "/listq-wrapper", *format = "postfix";
-	char **names, key[LIST_NAME_MAX + 16];
-	size_t n, i, r;
-	int ch;
-	bool exim;
+	char key[LIST_NAME_MAX + 16];
+	size_t i, r;
 
-	(void)a;
-	while ((ch = admin_opt(argc, argv, "", opts)) != -1)
-		*(ch == 'f' ? &format : &wrapper) = optarg;
-	if (optind != argc || (strcmp(format, "postfix") != 0 &&
-	    strcmp(format, "exim") != 0))
-		usage_error();
-	exim = format[0] == 'e';
-	names = list_names(&n);
-	if (exim)
-		printf("# listq: aliases for Exim, for the file of a redirect "
-		    "router such as\n# system_aliases, with pipe_transport = "
-		    "address_pipe; the pipe must run\n# in a group allowed to "
-		    "run the wrapper (MAIL_GIDS: %s).\n",
-		    SETTING_TEXT(MAIL_GIDS));
-	else
-		printf("# listq: aliases for Postfix (or Sendmail): add them "
-		    "to the aliases file,\n# then run newaliases.  The pipe "
-		    "runs "
-		    "as default_privs, whose group\n# must be allowed to run "
-		    "the wrapper (MAIL_GIDS: %s).\n",
-		    SETTING_TEXT(MAIL_GIDS));
+	printf("# listq: aliases for Postfix (or Sendmail): add them to the "
+	    "aliases file,\n# then run newaliases.  The pipe runs as "
+	    "default_privs, whose group\n# must be allowed to run the "
+	    "wrapper (MAIL_GIDS: %s).\n", SETTING_TEXT(MAIL_GIDS));
 	for (i = 0; i < n; i++)
 		for (r = 0; r < 3; r++) {
 			snprintf(key, sizeof(key), "%s%s%s:", names[i],
 			    r ? "-" : "", r ? roles[r] : "");
-			alias_line(key, wrapper, roles[r], names[i], exim);
+			alias_line(key, wrapper, roles[r], names[i]);
 		}
+}
+
+/*
+ * Exim: the file of list names that the guide's listq router looks up
+ * (local_parts = lsearch;LISTQ_LISTS); its transport knows the roles.
+ */
+static void
+print_exim(char **names, size_t n)
+{
+	size_t i;
+
+	printf("# listq: the lists, one name a line, for the listq router of "
+	    "the Exim guide\n# (local_parts = lsearch;LISTQ_LISTS); its "
+	    "pipe runs in a group allowed\n# to run the wrapper (MAIL_GIDS: "
+	    "%s).\n", SETTING_TEXT(MAIL_GIDS));
+	for (i = 0; i < n; i++)
+		printf("%s\n", names[i]);
+}
+
+/*
+ * OpenSMTPD: the table of the lists' addresses, every role, that the
+ * guide's match rule names (match for rcpt-to <listq-lists>).
+ */
+static void
+print_opensmtpd(char **names, size_t n)
+{
+	static const char *const suffix[] = { "", "-owner", "-bounces" };
+	struct list_conf lc;
+	char error[256];
+	const char *at;
+	size_t i, r;
+
+	printf("# listq: the lists' addresses, for the table of the OpenSMTPD "
+	    "guide's match\n# rule; its mda runs as a user whose group is "
+	    "allowed to run the wrapper\n# (MAIL_GIDS: %s).\n",
+	    SETTING_TEXT(MAIL_GIDS));
+	for (i = 0; i < n; i++) {
+		if (list_conf_load(LISTDIR, names[i], &lc, error,
+		    sizeof(error)) == -1 ||
+		    (at = strrchr(lc.address, '@')) == NULL) {
+			warnx("%s: %s", names[i], error[0] ? error :
+			    "no address");
+			continue;
+		}
+		for (r = 0; r < 3; r++)
+			printf("%s%s%s\n", names[i], suffix[r], at);
+	}
+}
+
+int
+cmd_aliases(struct admin *a, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "mta", required_argument, NULL, 'm' },
+		{ "format", required_argument, NULL, 'm' },
+		{ "wrapper", required_argument, NULL, 'w' },
+		{ NULL, 0, NULL, 0 } };
+	const char *wrapper = LIBEXECDIR "/listq-wrapper", *mta = "postfix";
+	char **names;
+	size_t n;
+	int ch;
+
+	(void)a;
+	while ((ch = admin_opt(argc, argv, "", opts)) != -1)
+		*(ch == 'm' ? &mta : &wrapper) = optarg;
+	if (optind != argc || (strcmp(mta, "postfix") != 0 &&
+	    strcmp(mta, "exim") != 0 && strcmp(mta, "opensmtpd") != 0))
+		usage_error();
+	names = list_names(&n);
+	if (mta[0] == 'p')
+		print_postfix(names, n, wrapper);
+	else if (mta[0] == 'e')
+		print_exim(names, n);
+	else
+		print_opensmtpd(names, n);
 	free_names(names, n);
 	return 0;
 }

@@ -71,7 +71,7 @@ static const struct command commands[] = {
 	    "add ADDR... | remove ADDR... | import FILE | enable ADDR... | "
 	    "disable ADDR...]", "show or change a list's members",
 	    prep_members },
-	{ "aliases", cmd_aliases, 0, "aliases [--format postfix|exim] "
+	{ "aliases", cmd_aliases, 0, "aliases [--mta postfix|exim|opensmtpd] "
 	    "[--wrapper PATH]", "the MTA alias lines of every list", NULL },
 	{ "check", cmd_check, NEED_DAEMON, "check [--wrapper PATH]",
 	    "check the installation, one line per finding", NULL },

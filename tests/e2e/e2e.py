@@ -17,6 +17,9 @@ setcap fails), as tests/lib.sh does.
 
 Prints one line per assertion and ends with "e2e: N passed, N failed".
 Everything started is stopped by pid and ROOT is removed, also on failure.
+
+The phases take the MTA as an object (class Postfix here, the default);
+tests/e2e/rounds.py runs the same phases through Exim and OpenSMTPD.
 """
 
 import email.parser
@@ -63,6 +66,7 @@ LQLOG = os.path.join(ROOT, "listqd.log")
 CONF = os.path.join(ETC, "listq", "listq.conf")
 
 npass = nfail = 0
+ROUND = "e2e"                   # "e2e exim" etc.: tests/e2e/rounds.py
 listqd = None                   # Popen of the running master
 pf_master = None                # pid of Postfix's master
 pf_started = False
@@ -94,7 +98,7 @@ def note(msg):
 
 
 def section(msg):
-    print("e2e: %s (%.0fs)" % (msg, time.monotonic() - T0), flush=True)
+    print("%s: %s (%.0fs)" % (ROUND, msg, time.monotonic() - T0), flush=True)
 
 
 def left():
@@ -221,7 +225,7 @@ def listq(*args):
                 "listq " + " ".join(args))
 
 
-def make_lists():
+def make_lists(aliases_args=("aliases",)):
     members = ["m%03d@%s" % (i, MDOM) for i in range(1, NMEMBERS + 1)]
     f = os.path.join(ROOT, "members.txt")
     with open(f, "w") as fh:
@@ -247,7 +251,7 @@ def make_lists():
         fh.write("dmarc_mitigation = munge_from\n")
     # gone: its aliases stay, the list goes.
     listq("newlist", "gone@" + LDOM, owner)
-    aliases = listq("aliases")
+    aliases = listq(*aliases_args)
     listq("rmlist", "gone")
     mailboxes = members + ["p1@" + MDOM, "b1@" + MDOM, "b2@" + MDOM,
                            "d1@" + MDOM,
@@ -526,18 +530,18 @@ def spool_files():
 # ---------------------------------------------------------------------
 # The phases
 
-def phase_spool_owner(post_port):
-    section("a post piped in by Postfix, listqd stopped")
+def phase_spool_owner(post_port, mta=None):
+    mta = mta or POSTFIX
+    section("a post piped in by %s, listqd stopped" % mta.name)
     post(post_port, "poster1@" + PDOM, "probe@" + LDOM, "probe-1@post.e2e.test",
          "spool owner")
     got = wait_for(lambda: [p for p in spool_files()
                             if "/queue/" in p], 30)
-    logline = [l for l in read(PFLOG).splitlines()
-               if "to=<probe@" + LDOM in l and "relay=local" in l]
-    check(any("status=sent (delivered to command: " + LIBEXEC in l
-              for l in logline),
-          "Postfix's local(8) delivered the post to the wrapper (pipe)",
-          " / ".join(logline)[-300:] or "no log line")
+    pat = re.compile(mta.piped("probe@" + LDOM))
+    logline = wait_for(lambda: [l for l in mta.log().splitlines()
+                                if pat.search(l)], 10)
+    check(bool(logline), "%s delivered the post to the wrapper (pipe)" %
+          mta.name, "no log line")
     owners = sorted({"%d:%d:%o" % (os.stat(p).st_uid, os.stat(p).st_gid,
                                    os.stat(p).st_mode & 0o7777)
                      for p in got})
@@ -547,13 +551,43 @@ def phase_spool_owner(post_port):
           "got %s" % owners)
     hdr = read(got[0]) if got else ""
     check("\nuid: %d\ngid: %d\n" % (NOBODY, NOBODY) in hdr,
-          "the entry's caller is uid %d gid %d: Postfix ran the pipe as "
-          "nobody:nogroup" % (NOBODY, NOBODY),
+          "the entry's caller is uid %d gid %d: %s ran the pipe as "
+          "nobody:nogroup" % (NOBODY, NOBODY, mta.name),
           repr(hdr[:200]))
+    if got:
+        note("the piped message begins: " + " | ".join(
+            hdr.split("\n\n", 1)[-1].splitlines()[:4]))
+    phase_delivered_to(post_port, mta)
 
 
-def phase_concurrent(post_port):
+def phase_delivered_to(post_port, mta):
+    """Bounce attribution trusts the topmost Delivered-To: of what the
+    MTA pipes in: it must be the MTA's, naming the envelope recipient
+    with its VERP suffix, above one the sender wrote."""
+    rcpt = "probe-bounces+p9=%s@%s" % (MDOM, LDOM)
+    forged = "probe-bounces+forged=%s@%s" % (MDOM, LDOM)
+    with smtplib.SMTP("127.0.0.1", post_port, timeout=30) as s:
+        s.sendmail("poster1@" + PDOM, [rcpt], "Delivered-To: %s\r\n" %
+                   forged + message("poster1@" + PDOM, rcpt,
+                                    "probe-verp@post.e2e.test", "verp"))
+
+    def entry():
+        return [p for p in spool_files() if "/queue/" in p and
+                "probe-verp@post.e2e.test" in read(p)]
+    got = wait_for(entry, 30)
+    head = read(got[0]).split("\n\n", 1)[-1].split("\n\n", 1)[0] \
+        if got else ""
+    top = [l for l in head.splitlines()
+           if l.lower().startswith("delivered-to:")]
+    check(top and top[0].split(":", 1)[1].strip() == rcpt,
+          "a post to %s: the topmost Delivered-To: is %s's, naming the "
+          "envelope recipient, VERP suffix included, above the sender's"
+          % (rcpt, mta.name), "Delivered-To lines: %s" % top)
+
+
+def phase_concurrent(post_port, mta=None):
     global listqd
+    mta = mta or POSTFIX
     section("%d posts to a %d-member list from 3 concurrent senders; "
             "listqd restarted once, a worker SIGKILLed" % (NPOSTS, NMEMBERS))
     start_listqd()
@@ -638,18 +672,18 @@ def phase_concurrent(post_port):
         t.join(max(1, left() - 60))
     inject = time.monotonic() - t_start
     check(not errors and len(sent) == NPOSTS,
-          "%d posts accepted by Postfix's smtpd from 3 concurrent senders "
-          "(%.1fs)" % (len(sent), inject), "; ".join(errors))
+          "%d posts accepted by %s from 3 concurrent senders "
+          "(%.1fs)" % (len(sent), mta.name, inject), "; ".join(errors))
     check(killed_ok, "listqd's master saw the SIGKILLed worker and "
           "replaced it")
 
-    # Wait for every copy: 300 x 50, listq's spool and Postfix's queue empty.
+    # Wait for every copy: 300 x 50, listq's spool and the MTA's queue empty.
     members = ["m%03d@%s" % (i, MDOM) for i in range(1, NMEMBERS + 1)]
 
     def done():
         if sum(len(mails(m)) for m in members) < NMEMBERS * NPOSTS:
             return False
-        return spool_entries() == 0 and postfix_queue_empty()
+        return spool_entries() == 0 and mta.queue_empty()
     t1 = time.monotonic()
     finished = wait_for(done, 150, 1.0)
     time.sleep(2)               # a late duplicate would show up here
@@ -659,7 +693,7 @@ def phase_concurrent(post_port):
 
     # Count, by the Message-ID each post was given.
     in_flight_mids = {v for v in in_flight.values() if v} | \
-        in_flight_message_ids(in_flight)
+        mta.in_flight(in_flight)
     want = {"big-%02d@post.e2e.test" % i for i in range(1, NPOSTS + 1)}
     missing, dups, dup_msgs, bad_hdr, mangled, total = 0, 0, {}, [], [], 0
     complete = 0
@@ -745,15 +779,59 @@ ERRPAT = re.compile(r"ENOENT|EACCES|No such file or directory|"
                     r"relay=local.*status=(deferred|bounced)")
 
 
-def phase_logs():
+class Postfix:
+    """The Postfix instance as the phases see an MTA; tests/e2e/rounds.py
+    describes Exim and OpenSMTPD the same way."""
+    name = "Postfix"
+    errpat = ERRPAT
+
+    def log(self):
+        return read(PFLOG)
+
+    def queue_empty(self):
+        return postfix_queue_empty()
+
+    def flush(self):
+        run(["postqueue", "-c", PFETC, "-f"], timeout=30)
+
+    def piped(self, addr):
+        return r"to=<%s>.*relay=local.*status=sent \(delivered to " \
+            r"command: %s" % (re.escape(addr), re.escape(LIBEXEC))
+
+    def deferred(self, addr):
+        return r"to=<%s>.*relay=local.*dsn=4\.3\.0.*status=deferred" % \
+            re.escape(addr)
+
+    def dsn_piped(self, member, rcpt):
+        """Postfix bounced member, and its DSN went to rcpt, piped: the
+        queue ids lead from one log line to the next."""
+        log = read(PFLOG)
+        dsn = re.search(r"(\w+): to=<%s>.*status=bounced" %
+                        re.escape(member), log)
+        notif = dsn and re.search(r"%s: sender non-delivery notification: "
+                                  r"(\w+)" % dsn.group(1), log)
+        piped = notif and re.search(r"%s: %s" % (notif.group(1),
+                                                 self.piped(rcpt)), log)
+        return bool(piped), "bounced: %s, DSN: %s" % (bool(dsn), bool(notif))
+
+    def in_flight(self, entries):
+        return in_flight_message_ids(entries)
+
+    def nsenter(self, cmd):
+        return cmd
+
+
+POSTFIX = Postfix()
+
+
+def phase_logs(mta=None):
+    mta = mta or POSTFIX
     section("logs after the concurrent posts")
-    bad = [l for l in read(PFLOG).splitlines() if ERRPAT.search(l)]
-    check(not bad, "Postfix's log: no ENOENT, EACCES or pipe error "
-          "(%d lines)" % len(read(PFLOG).splitlines()),
-          " / ".join(bad[:3]))
-    bad = [l for l in read(LQLOG).splitlines() if ERRPAT.search(l)]
-    check(not bad, "listqd's log: no ENOENT, EACCES or pipe error "
-          "(%d lines)" % len(read(LQLOG).splitlines()), " / ".join(bad[:3]))
+    for who, text in ((mta.name, mta.log()), ("listqd", read(LQLOG))):
+        bad = [l for l in text.splitlines() if re.search(mta.errpat, l)]
+        check(not bad, "%s's log: no ENOENT, EACCES or pipe error "
+              "(%d lines)" % (who, len(text.splitlines())),
+              " / ".join(bad[:3]))
 
 
 def score_of(lst, addr):
@@ -767,30 +845,25 @@ def score_of(lst, addr):
     return 0
 
 
-def phase_bounces(post_port):
-    section("a member without a mailbox: Postfix's DSN to -bounces")
+def phase_bounces(post_port, mta=None):
+    mta = mta or POSTFIX
+    section("a member without a mailbox: %s's DSN to -bounces" % mta.name)
     for lst, ghost in (("bounce", "ghost1@" + MDOM),
                        ("verpl", "ghost2@" + MDOM)):
         before = score_of(lst, ghost)
         post(post_port, "poster1@" + PDOM, "%s@%s" % (lst, LDOM),
              "%s-1@post.e2e.test" % lst, "to a member without a mailbox")
         pat = "bounce: list=%s, member=<%s>" % (lst, ghost)
-        wait_for(lambda: pat in read(LQLOG) and
-                 score_of(lst, ghost) > before, 60, 0.3)
-        pflog = read(PFLOG)
-        dsn = re.search(r"(\w+): to=<%s>.*status=bounced" % re.escape(ghost),
-                        pflog)
         sender = "%s-bounces" % lst
         if lst == "verpl":
             sender += "+" + ghost.replace("@", "=")
-        notif = dsn and re.search(r"%s: sender non-delivery notification: "
-                                  r"(\w+)" % dsn.group(1), pflog)
-        piped = notif and re.search(
-            r"%s: to=<%s@%s>.*relay=local.*status=sent \(delivered to "
-            r"command" % (notif.group(1), re.escape(sender), LDOM), pflog)
-        check(bool(piped), "%s: Postfix bounced %s and its DSN went to "
-              "%s@%s, piped to the wrapper" % (lst, ghost, sender, LDOM),
-              "bounced: %s, DSN: %s" % (bool(dsn), bool(notif)))
+        # The MTA may log its pipe delivery after listqd has seen it.
+        wait_for(lambda: pat in read(LQLOG) and
+                 score_of(lst, ghost) > before and
+                 mta.dsn_piped(ghost, "%s@%s" % (sender, LDOM))[0], 60, 0.3)
+        piped, why = mta.dsn_piped(ghost, "%s@%s" % (sender, LDOM))
+        check(piped, "%s: %s bounced %s and its DSN went to %s@%s, piped "
+              "to the wrapper" % (lst, mta.name, ghost, sender, LDOM), why)
         line = [l for l in read(LQLOG).splitlines() if pat in l]
         check(bool(line), "%s: listqd processed the bounce: %s" %
               (lst, line[0].split(": ", 2)[-1] if line else ""))
@@ -819,8 +892,18 @@ def dsn_in(addr, text, timeout):
     return wait_for(find, timeout, 0.3)
 
 
-def phase_refusals(post_port):
+def phase_refusals(post_port, mta=None):
+    mta = mta or POSTFIX
     section("refusals: no such list, too large, spool read-only")
+    try:
+        post(post_port, "poster2@" + PDOM, "nolist@" + LDOM,
+             "nolist-1@post.e2e.test", "to no list")
+        refused = ""
+    except smtplib.SMTPRecipientsRefused as e:
+        refused = str(e)
+    check(re.search(r"\(5\d\d,", refused), "a post to an address of the "
+          "lists' domain that is no list is refused at RCPT: %s" %
+          refused[-80:], "accepted")
     p2 = "poster2@" + PDOM
     post(post_port, p2, "gone@" + LDOM, "gone-1@post.e2e.test", "to a list gone")
     b = dsn_in(p2, "gone-1@post.e2e.test", 30)
@@ -838,27 +921,26 @@ def phase_refusals(post_port):
           "of %d bytes\"" % MAXSIZE, "DSN %s" % ("without the limit"
                                                 if b else "not received"))
 
-    # Read-only spool: 75, Postfix defers, then delivers after a flush.
-    how = spool_readonly(True)
+    # Read-only spool: 75, the MTA defers, then delivers after a flush.
+    how = spool_readonly(True, mta.nsenter)
     note("spool made read-only: " + how)
     n_before = len(mails("p1@" + MDOM))
     post(post_port, "poster1@" + PDOM, "probe@" + LDOM, "probe-ro@post.e2e.test",
          "spool read-only")
-    pat = re.compile(r"to=<probe@%s>.*relay=local.*dsn=4\.3\.0.*"
-                     r"status=deferred" % re.escape(LDOM))
-    line = wait_for(lambda: [l for l in read(PFLOG).splitlines()
+    pat = re.compile(mta.deferred("probe@" + LDOM))
+    line = wait_for(lambda: [l for l in mta.log().splitlines()
                              if pat.search(l)], 30, 0.2)
-    check(bool(line), "spool read-only: the wrapper's 75 makes Postfix "
-          "defer (dsn=4.3.0)", "no deferred line")
+    check(bool(line), "spool read-only: the wrapper's 75 makes %s defer" %
+          mta.name, "no deferral in its log")
     if line:
-        note(line[-1].split("status=deferred", 1)[-1].strip()[:200])
-    check(not postfix_queue_empty(), "  ... the message stays in Postfix's "
-          "queue")
+        note(line[-1][-200:])
+    check(not mta.queue_empty(), "  ... the message stays in %s's queue" %
+          mta.name)
     time.sleep(1)
     check(len(mails("p1@" + MDOM)) == n_before,
           "  ... and is not delivered meanwhile")
-    spool_readonly(False)
-    run(["postqueue", "-c", PFETC, "-f"], timeout=30)
+    spool_readonly(False, mta.nsenter)
+    mta.flush()
 
     def got():
         return [p for p in mails("p1@" + MDOM)
@@ -866,10 +948,9 @@ def phase_refusals(post_port):
     g = wait_for(got, 60, 0.3)
     time.sleep(1)
     g = got()
-    check(len(g) == 1 and postfix_queue_empty(),
-          "spool writable again, postqueue -f: delivered once (%d copy), "
-          "Postfix's queue empty" % len(g))
-    return
+    check(len(g) == 1 and mta.queue_empty(),
+          "spool writable again, %s flushed: delivered once (%d copy), "
+          "its queue empty" % (mta.name, len(g)))
 
 
 # ---------------------------------------------------------------------
@@ -1012,23 +1093,25 @@ def system_postfix():
     return out
 
 
-def spool_readonly(on):
+def spool_readonly(on, ns=lambda cmd: cmd):
     """A read-only bind mount of the spool on itself (listqd, started
     before, keeps its descriptors on the writable mount); mode 0500 on
-    spool/tmp where mounting is not possible."""
+    spool/tmp where mounting is not possible.  ns(cmd): the command run
+    in the mount namespace of the MTA that runs the wrapper."""
     global ro_mode
     if on:
-        if run(["mount", "--bind", SPOOL, SPOOL]).returncode == 0:
+        if run(ns(["mount", "--bind", SPOOL, SPOOL])).returncode == 0:
             ro_mode = "mount"
-            if run(["mount", "-o", "remount,ro,bind", SPOOL]).returncode == 0:
+            if run(ns(["mount", "-o", "remount,ro,bind",
+                       SPOOL])).returncode == 0:
                 return "a read-only bind mount of %s on itself" % SPOOL
-            spool_readonly(False)
+            spool_readonly(False, ns)
         os.chmod(SPOOL + "/tmp", 0o500)
         ro_mode = "chmod"
         return "%s/tmp mode 0500" % SPOOL
     if ro_mode == "mount":
-        if run(["umount", SPOOL]).returncode != 0:
-            run(["umount", "-l", SPOOL])
+        if run(ns(["umount", SPOOL])).returncode != 0:
+            run(ns(["umount", "-l", SPOOL]))
     elif ro_mode == "chmod":
         os.chmod(SPOOL + "/tmp", 0o700)
     ro_mode = None

@@ -4,15 +4,22 @@
 # directory and queue) pipes list mail into an installed listq-wrapper as
 # nobody:nogroup, listqd relays through the same Postfix, and members at a
 # second domain get Maildirs that the test counts.  tests/e2e/e2e.py does
-# the work; this script decides whether it can run.
+# the work; this script decides whether it can run.  Then the same through
+# a private Exim 4 (tests/e2e/exim.py) and OpenSMTPD (tests/e2e/opensmtpd.py),
+# wired as doc/exim-guide.md and doc/opensmtpd-guide.md say; one listq
+# build serves the three rounds.
 #
 # Needs root (a set-id wrapper, a Postfix instance, uid switches); as an
 # ordinary user it says so and passes.  Installs Debian's postfix if it is
 # missing (debconf "No configuration": the system instance is never
-# configured, started or touched).  Ends with "e2e: N passed, N failed";
-# exit 1 if anything failed.  BUILD (default build) names the build
-# directory; LISTQ_E2E_ROOT (default ${LISTQ_CHECK_ROOT:-/tmp/listq-check}-e2e)
-# the directory it works in (removed at the end).
+# configured, started or touched).  Each round ends with its counts, "e2e:
+# N passed, N failed" (Postfix), "e2e exim: ...", "e2e opensmtpd: ...";
+# exit 1 if anything failed.  LISTQ_E2E_MTAS (default "postfix exim
+# opensmtpd") picks the rounds; LISTQ_MTA_DEBS (default $BUILD/e2e-mta)
+# is where the Exim and OpenSMTPD .debs are kept.  BUILD (default build)
+# names the build directory; LISTQ_E2E_ROOT (default
+# ${LISTQ_CHECK_ROOT:-/tmp/listq-check}-e2e) the directory it works in
+# (removed at the end of each round).
 set -eu
 
 if [ "$(id -u)" != 0 ]; then
@@ -55,6 +62,38 @@ then
 	exec 9>&-
 fi
 
+# Exim 4 and OpenSMTPD conflict with postfix (mail-transport-agent), so
+# they are not installed: their .debs are fetched once into $DEBS, and
+# each round unpacks them under its own root.  Their libraries are
+# ordinary packages (make deps).
+DEBS=${LISTQ_MTA_DEBS:-${BUILD:-build}/e2e-mta}
+MTAS=${LISTQ_E2E_MTAS:-postfix exim opensmtpd}
+need=
+for p in exim4-base exim4-daemon-light opensmtpd; do
+	case " $MTAS " in
+	*" exim "*|*" opensmtpd "*) ls "$DEBS/${p}_"*.deb >/dev/null 2>&1 ||
+	    need="$need $p" ;;
+	esac
+done
+if [ -n "$need" ]; then
+	mkdir -p "$DEBS"
+	echo "e2e: fetching$need (apt-get download, not installed)"
+	if ! (cd "$DEBS" && apt-get download $need) \
+	    >/tmp/listq-e2e-apt.$$ 2>&1; then
+		tail -n 5 /tmp/listq-e2e-apt.$$
+		echo "e2e: could not fetch$need"
+	fi
+	rm -f /tmp/listq-e2e-apt.$$
+fi
+
 py=python3
 [ -x /usr/bin/python3 ] && py=/usr/bin/python3
-exec "$py" tests/e2e/e2e.py "$@"
+rc=0
+for m in $MTAS; do
+	case $m in
+	postfix)	"$py" tests/e2e/e2e.py "$@" || rc=1 ;;
+	exim|opensmtpd)	"$py" tests/e2e/$m.py || rc=1 ;;
+	*)		echo "e2e $m: 0 passed, 1 failed (no such round)"; rc=1 ;;
+	esac
+done
+exit $rc
