@@ -929,7 +929,7 @@ cert_ok(struct ctx *c, const char *problem)
 	return 0;
 }
 
-static void msg_outcome(const struct ctx *, struct item *,
+static int msg_outcome(const struct ctx *, struct item *,
     const struct why *);
 static void format_relay(struct ctx *, const struct sockopt_stats *);
 
@@ -955,7 +955,7 @@ message_sent(struct ctx *c, smtp_message_t m)
 	set_why(&cut, 4, 0, "4.4.2", "transaction with %s not finished",
 	    c->relay);
 	msg = c->items[i].src.msg;
-	msg_outcome(c, &c->items[i], &cut);
+	(void)msg_outcome(c, &c->items[i], &cut);
 	msg->reported = 1;
 	if (c->rl->done(msg, c->relay, c->rl->done_arg) != 0)
 		c->stop = 1;
@@ -1507,38 +1507,46 @@ rcpt_outcome(const struct ctx *c, const struct item *it,
 		*y = *cut;		/* never tried, or no end-of-data reply */
 }
 
-/* MAIL refused, never tried, or the spool file failed: all alike. */
+/*
+ * MAIL refused, never tried, or the spool file failed: all alike.
+ * Returns 1 when it decided the message, 2 when the session's end (cut)
+ * did.
+ */
 static int
 whole_msg(const struct ctx *c, struct item *it, const struct why *cut)
 {
 	const smtp_status_t	*ms = mail_status(it);
 	const smtp_status_t	*ds = smtp_message_transfer_status(it->m);
 	struct why		 y;
+	int			 rv = 1;
 
 	if (it->src.err != 0 && !final(ds))
 		set_why(&y, 4, 0, "4.3.0", "local error reading message: %s",
 		    strerror(it->src.err));
-	else if (ms->code == 0)
+	else if (ms->code == 0) {
 		y = *cut;
-	else if (ms->code / 100 != 2)
+		rv = 2;
+	} else if (ms->code / 100 != 2)
 		why_msg_reply(&y, ms, 1, it, &c->w);
 	else
 		return 0;
 	fail_rcpts(it->src.msg, &y);
 	put_msg(it->src.msg, y.status, y.text);
-	return 1;
+	return rv;
 }
 
-static void
+/* Returns 1 if the session ended before the transaction was over. */
+static int
 msg_outcome(const struct ctx *c, struct item *it, const struct why *cut)
 {
 	struct smtp_msg		*m = it->src.msg;
 	const smtp_status_t	*ds = smtp_message_transfer_status(it->m);
 	struct why		 y;
 	size_t			 i, ok = 0, tmp = 0;
+	int			 r, early = 0;
 
-	if (whole_msg(c, it, cut))
-		return;
+	if ((r = whole_msg(c, it, cut)) != 0)
+		return r == 2;
 	for (i = 0; i < m->nrcpts; i++) {
 		if (it->r[i] == NULL)
 			continue;	/* refused before sending */
@@ -1546,14 +1554,17 @@ msg_outcome(const struct ctx *c, struct item *it, const struct why *cut)
 		put_rcpt(&m->rcpts[i], &y);
 		ok += smtp_recipient_status(it->r[i])->code / 100 == 2;
 		tmp += y.status == 4;
+		early |= smtp_recipient_status(it->r[i])->code == 0;
 	}
 	if (ok > 0 && final(ds))
 		why_msg_reply(&y, ds, 0, it, &c->w);
-	else if (ok > 0)
+	else if (ok > 0) {
 		y = *cut;
-	else
+		early = 1;
+	} else
 		set_why(&y, tmp > 0 ? 4 : 5, 0, "", "no recipient accepted");
 	put_msg(m, y.status, y.text);
+	return early;
 }
 
 static void
@@ -1573,7 +1584,8 @@ fail_all(struct ctx *c, const struct why *y)
  * After a session that ended early, the messages the relay never saw
  * (see smtp.h).  The last one it answered is in flight unless over;
  * then the next one is, unless a 421 closed the session or the caller
- * stopped it (that MAIL never left).  Any later one is untried.
+ * stopped it (that MAIL never left).  With none answered, the first is
+ * in flight.  Any later one is untried.
  */
 static void
 mark_untried(struct ctx *c)
@@ -1588,12 +1600,14 @@ mark_untried(struct ctx *c)
 		    mail_status(&c->items[i])->code != 0)
 			last = i;
 	if (last == c->n)
-		return;
-	ms = mail_status(&c->items[last]);
-	next_sent = !c->stop && !find_421(c, &y) && (ms->code / 100 != 2 ||
-	    c->items[last].src.msg->reported ||
-	    final(smtp_message_transfer_status(c->items[last].m)));
-	for (i = last + 1; i < c->n; i++) {
+		next_sent = !c->stop;
+	else {
+		ms = mail_status(&c->items[last]);
+		next_sent = !c->stop && !find_421(c, &y) &&
+		    (ms->code / 100 != 2 || c->items[last].src.msg->reported ||
+		    final(smtp_message_transfer_status(c->items[last].m)));
+	}
+	for (i = last == c->n ? 0 : last + 1; i < c->n; i++) {
 		if (c->items[i].m == NULL)
 			continue;	/* refused here, never for the relay */
 		if (next_sent)
@@ -1615,7 +1629,22 @@ any_tried(const struct ctx *c)
 	return 0;
 }
 
-/* Run the session and turn libESMTP's statuses into outcomes. */
+/*
+ * Was a session had?  The greeting and EHLO were accepted, and what the
+ * configuration requires of TLS and AUTH was had.
+ */
+static int
+session_up(const struct ctx *c)
+{
+	return c->w.ehlo_done && c->gate.status == 0 &&
+	    (c->tls != TLS_ENCRYPT || c->w.tls_up) &&
+	    (c->auth == NULL || c->w.authed);
+}
+
+/*
+ * Run the session and turn libESMTP's statuses into outcomes: -1 no
+ * session, 1 the relay ended it early, 0 it ran (see smtp.h).
+ */
 static int
 run(struct ctx *c, const struct smtp_relay *rl)
 {
@@ -1625,6 +1654,7 @@ run(struct ctx *c, const struct smtp_relay *rl)
 	struct why		y;
 	size_t			i;
 	int			opts = SOCKOPT_NODELAY | SOCKOPT_QUICKACK;
+	int			early = 0;
 
 	if (rl->flags & SMTP_F_NO_NODELAY)
 		opts &= ~SOCKOPT_NODELAY;
@@ -1639,7 +1669,7 @@ run(struct ctx *c, const struct smtp_relay *rl)
 	c->connected = st.connected;
 	format_relay(c, &st);
 	log_tls(c);
-	if (!any_tried(c)) {		/* no MAIL FROM got a reply */
+	if (!any_tried(c) && !session_up(c)) {	/* no session was had */
 		why_no_session(c, &st, &y);
 		fail_all(c, &y);
 		errno = y.err;
@@ -1648,9 +1678,9 @@ run(struct ctx *c, const struct smtp_relay *rl)
 	why_cut_short(c, &st, &y);
 	for (i = 0; i < c->n; i++)
 		if (c->items[i].m != NULL && !c->items[i].src.msg->reported)
-			msg_outcome(c, &c->items[i], &y);
+			early |= msg_outcome(c, &c->items[i], &y);
 	mark_untried(c);
-	return 0;
+	return early && !c->stop;
 }
 
 static void

@@ -141,19 +141,24 @@ struct smtp_relay {
  *
  * Returns 0 when a session ran: look at each message and recipient
  * (a message whose every recipient was refused still counts as a
- * session that ran).  Returns -1 with errno set (ECONNREFUSED,
- * ETIMEDOUT, EHOSTUNREACH, EPROTO for a refusing greeting or EHLO and
- * for TLS or AUTH that stopped the session, EINVAL for a missing host
- * or an IPv6 literal, ENOSYS if sockopt.c is not in effect, ENOMEM)
- * when no message could be tried: then every message and recipient is
- * deferred (status 4) and carries the reason in reply.
+ * session that ran).  Returns 1 when a session was had (greeting and
+ * EHLO accepted, TLS and AUTH as configured) and the relay ended it
+ * before its last transaction was over (421, lost connection, timeout),
+ * even before any MAIL was answered; the caller stopping it is not
+ * that.  Returns -1 with errno set (ECONNREFUSED, ETIMEDOUT,
+ * EHOSTUNREACH, EPROTO for a refusing greeting or EHLO and for TLS or
+ * AUTH that stopped the session, EINVAL for a missing host or an IPv6
+ * literal, ENOSYS if sockopt.c is not in effect, ENOMEM) when no
+ * session was had: then every message and recipient is deferred
+ * (status 4) and carries the reason in reply.
  *
  * A session that ended early (421, lost connection, timeout, the caller
  * stopping it) leaves the messages after the transaction in flight
  * deferred with untried set: the relay never saw them.  The transaction
  * in flight is the last one the relay answered, or, when that one was
  * over and the session was neither closed by a 421 nor stopped by the
- * caller, the next one (its MAIL may have gone out unanswered).
+ * caller, the next one (its MAIL may have gone out unanswered); with no
+ * MAIL answered at all, the first one.
  *
  * One call at a time per process (see sockopt.h); the worker's
  * environment gets XDG_CONFIG_DIR set (see smtp.c, no_client_cert).
