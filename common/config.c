@@ -50,7 +50,7 @@ static const struct key keys[] = {
 	{ "max_backoff", DUR, U(max_backoff), 1, 864000, "3600s", NULL },
 	{ "max_queue_lifetime", DUR, U(max_queue_lifetime), 1, 8640000, "5d", NULL },
 	{ "rescan_interval", DUR, U(rescan_interval), 1, 86400, "300s", NULL },
-	{ "smarthost_backoff", DUR, U(smarthost_backoff), 1, 3600, "60s", NULL },
+	{ "smarthost_backoff", DUR, U(smarthost_backoff), 1, 3600, "1s", NULL },
 	{ "relay_retry_time", DUR, U(relay_retry_time), 1, 86400, "60s", NULL },
 	{ "delay_warning_time", DUR, U(delay_warning_time), 0, 8640000, "4h", NULL },
 	{ "recipient_delimiter", STR, S(recipient_delimiter), 0, 0, "+", NULL },

@@ -25,8 +25,8 @@ struct config {
 	unsigned int	max_backoff;
 	unsigned int	max_queue_lifetime;
 	unsigned int	rescan_interval;
-	unsigned int	smarthost_backoff;	/* all relays down */
-	unsigned int	relay_retry_time;	/* skip a failed relay */
+	unsigned int	smarthost_backoff;	/* a relay's first pause */
+	unsigned int	relay_retry_time;	/* its longest pause */
 	unsigned int	delay_warning_time;	/* 0: no delay warnings */
 	char		recipient_delimiter[2];	/* VERP: name-bounces+u=h@d */
 	unsigned int	bounce_score_threshold;	/* in tenths: 50 = 5.0 */

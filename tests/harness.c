@@ -393,6 +393,21 @@ run_simple(const char *cmd, const char *list, const void *msg, size_t len,
 	return res->status;
 }
 
+/* A post whose Subject and body name it, so copies can be counted. */
+void
+post_numbered(const char *list, int i)
+{
+	char msg[512];
+	struct result r;
+
+	snprintf(msg, sizeof(msg), "From: sender@example.net\n"
+	    "To: %s@example.org\nSubject: msg-%04d\n"
+	    "Message-ID: <%d@example.net>\n\nbody of msg-%04d\n.leading dot\n",
+	    list, i, i, i);
+	cr_assert_eq(run_simple("post", list, msg, strlen(msg), &r), 0,
+	    "enqueue %d: %s", i, r.err);
+}
+
 /* Files in path (with entries_only, queue entries: not state files). */
 static size_t
 count_dir(const char *path, bool entries_only, char *first, size_t len)

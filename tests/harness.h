@@ -76,6 +76,8 @@ void	run_wrapper(const struct run *r, struct result *res);
 int	reap_bounded(pid_t pid, int ms);
 int	run_simple(const char *cmd, const char *list, const void *msg,
 	    size_t len, struct result *res);
+/* Posts message i to list through the wrapper (Subject: msg-000i). */
+void	post_numbered(const char *list, int i);
 
 /* Entries in queue/ (state files not counted), and the first one's path. */
 size_t	queue_count(char *first, size_t len);

@@ -50,21 +50,6 @@ teardown(void)
 	daemon_teardown();
 }
 
-/* A post whose Subject and body name it, so copies can be counted. */
-static void
-post(const char *list, int i)
-{
-	char msg[512];
-	struct result r;
-
-	snprintf(msg, sizeof(msg), "From: sender@example.net\n"
-	    "To: %s@example.org\nSubject: msg-%04d\n"
-	    "Message-ID: <%d@example.net>\n\nbody of msg-%04d\n.leading dot\n",
-	    list, i, i, i);
-	cr_assert_eq(run_simple("post", list, msg, strlen(msg), &r), 0,
-	    "enqueue %d: %s", i, r.err);
-}
-
 struct want {
 	struct sink	*s;
 	size_t		 copies;	/* recipients summed over transactions */
@@ -157,7 +142,7 @@ Test(listqd, each_recipient_exactly_once, .init = setup, .fini = teardown,
 	daemon_config(&D, S.port, NULL);
 	daemon_start(&D, 2);
 	for (int i = 0; i < 20; i++)
-		post("alpha", i);
+		post_numbered("alpha", i);
 	deliver_all(20, 10);
 	assert_each_once(&S, 20, 10);
 	cr_assert_eq(daemon_stop(&D), 0);
@@ -225,7 +210,7 @@ Test(listqd, owner_worker_delivers, .init = setup, .fini = teardown,
 	daemon_config(&D, S.port, NULL);
 	daemon_start(&D, 4);
 	for (int i = 0; i < 40; i++)
-		post("gamma", i);
+		post_numbered("gamma", i);
 	deliver_all(40, 1);
 	cr_assert(wait_until(worker_lines_seen, &D, WAIT_MS));
 	log = daemon_log(&D);
@@ -290,7 +275,7 @@ Test(listqd, partial_451_retried_without_duplicates, .init = setup,
 	sink_start(&S, "rcpt-once m[123]@members.example 451 4.3.0 later\n", 0, false);
 	daemon_config(&D, S.port, NULL);
 	daemon_start(&D, 1);
-	post("delta", 0);
+	post_numbered("delta", 0);
 	deliver_all(1, 10);
 	assert_each_once(&S, 1, 10);
 	cr_assert_eq(log_count(&D, "status=deferred"), 3);
@@ -329,7 +314,7 @@ Test(listqd, permanent_failures_reported_not_retried, .init = setup,
 	    "rcpt-once m2@members.example 451 4.2.0 busy\n", 0, false);
 	daemon_config(&D, S.port, NULL);
 	daemon_start(&D, 1);
-	post("eps", 0);
+	post_numbered("eps", 0);
 	{
 		struct want w = { &S, 5 };	/* 4 members and the DSN */
 
@@ -363,7 +348,7 @@ Test(listqd, dropped_connections_retried, .init = setup, .fini = teardown,
 	daemon_config(&D, S.port, NULL);
 	daemon_start(&D, 1);
 	for (int i = 0; i < 4; i++)
-		post("zeta", i);
+		post_numbered("zeta", i);
 	deliver_all(4, 3);
 	assert_each_once(&S, 4, 3);
 }
@@ -419,7 +404,7 @@ Test(listqd, smarthost_down_then_up, .init = setup, .fini = teardown,
 	daemon_config(&D, port, NULL);
 	daemon_start(&D, 2);
 	for (int i = 0; i < 5; i++)
-		post("theta", i);
+		post_numbered("theta", i);
 	before = cpu_seconds(D.pid);
 	sleep(4);
 	used = cpu_seconds(D.pid) - before;
@@ -489,7 +474,7 @@ Test(listqd, worker_killed_mid_transaction, .init = setup,
 	daemon_config(&D, S.port, NULL);
 	daemon_start(&D, 1);
 	for (int i = 0; i < 3; i++)
-		post("iota", i);
+		post_numbered("iota", i);
 	kill_worker_in_flight();
 	deliver_all(3, 5);
 	assert_each_once(&S, 3, 5);
@@ -532,7 +517,7 @@ Test(listqd, poison_entry_quarantined, .init = setup, .fini = teardown,
 	sink_start(&S, "stall DOT 60\n", 0, false);
 	daemon_config(&D, S.port, NULL);
 	daemon_start(&D, 1);
-	post("kappa", 0);
+	post_numbered("kappa", 0);
 	for (int i = 0; i < 3; i++)
 		kill_worker_in_flight();
 	cr_assert(wait_until(corrupt_has_entry, NULL, WAIT_MS),
@@ -552,7 +537,7 @@ Test(listqd, sigterm_with_backlog, .init = setup, .fini = teardown,
 	sink_start(&S, "stall DOT 0.2\n", 0, false);
 	daemon_config(&D, S.port, "max_messages_per_session = 2\n");
 	for (int i = 0; i < 30; i++)
-		post("lambda", i);
+		post_numbered("lambda", i);
 	daemon_start(&D, 1);
 	cr_assert(wait_until(worker_delivering, NULL, WAIT_MS));
 	cr_assert_eq(daemon_stop(&D), 0, "listqd did not exit 0 on SIGTERM");
@@ -692,7 +677,7 @@ Test(listqd, flush_retries_deferred_now, .init = setup, .fini = teardown,
 	    false);
 	daemon_config(&D, S.port, "min_backoff = 1h\nmax_backoff = 2h\n");
 	daemon_start(&D, 2);
-	post("nu", 0);
+	post_numbered("nu", 0);
 	cr_assert(wait_until(deferred_logged, &D, WAIT_MS));
 	sleep(1);
 	cr_assert_eq(queue_count(NULL, 0), 1, "deferred for an hour");
@@ -716,7 +701,7 @@ Test(listqd, lifetime_expires_deferred, .init = setup, .fini = teardown,
 	daemon_config(&D, S.port, "max_queue_lifetime = 4s\n"
 	    "delay_warning_time = 1s\n");
 	daemon_start(&D, 1);
-	post("xi", 0);
+	post_numbered("xi", 0);
 	cr_assert(wait_until(queue_empty, NULL, WAIT_MS));
 	{
 		struct want w = { &S, 3 };	/* m1, the warning, the DSN */
@@ -787,13 +772,13 @@ Test(listqd, reload_changes_pool_size, .init = setup, .fini = teardown,
 	daemon_config(&D, S.port, "workers = 2\n");
 	daemon_start(&D, 0);
 	for (int i = 0; i < 10; i++)
-		post("omicron", i);
+		post_numbered("omicron", i);
 	cr_assert_not_null(f = fopen(D.conf, "a"));
 	fputs("workers = 3\n", f);
 	fclose(f);
 	cr_assert_eq(kill(D.pid, SIGHUP), 0);
 	for (int i = 10; i < 20; i++)
-		post("omicron", i);
+		post_numbered("omicron", i);
 	deliver_all(20, 3);
 	assert_each_once(&S, 20, 3);
 	cr_assert_eq(log_count(&D, "workers 2 -> 3, restarting the pool"), 1);
@@ -811,7 +796,7 @@ Test(listqd, disabled_members_skipped, .init = setup, .fini = teardown,
 	sink_start(&S, NULL, 0, false);
 	daemon_config(&D, S.port, NULL);
 	daemon_start(&D, 1);
-	post("pi", 0);
+	post_numbered("pi", 0);
 	{
 		struct want w = { &S, 3 };
 
@@ -868,7 +853,7 @@ Test(listqd, kill_mid_session_repeats_at_most_one, .init = setup,
 	make_list("rho", 1);
 	sink_start(&S, "stall DOT 0.1\n", 0, false);
 	for (i = 0; i < 30; i++)
-		post("rho", i);
+		post_numbered("rho", i);
 	daemon_config(&D, S.port, NULL);
 	daemon_start(&D, 1);
 	kill_after_five_then_drain(30);
@@ -931,7 +916,7 @@ Test(listqd, kill_mid_fanout_repeats_at_most_one_transaction,
 	sink_start(&S, "stall DOT 0.2\n", 0, false);
 	daemon_config(&D, S.port, "max_rcpts_per_transaction = 4\n");
 	daemon_start(&D, 1);
-	post("tau", 0);
+	post_numbered("tau", 0);
 	kill_after_five_then_drain(40);
 	cr_assert_eq(log_count(&D, "killed by signal 9"), 1);
 	count = tally(&S, 1, 40);
@@ -1004,7 +989,7 @@ Test(listqd, session_cut_short_retries_untried_at_once, .init = setup,
 	 * sides of it soon: ids are random, the other ones are removed. */
 	for (int tries = 0;; tries++) {
 		cr_assert_lt(tries, 64, "no id in the middle buckets");
-		post("cutter", 0);
+		post_numbered("cutter", 0);
 		cr_assert_eq(queue_count(path, sizeof(path)), 1);
 		cr_assert_not_null(slash = strrchr(path, '/'));
 		strlcpy(id, slash, sizeof(id));
@@ -1014,7 +999,7 @@ Test(listqd, session_cut_short_retries_untried_at_once, .init = setup,
 		cr_assert_eq(unlink(path), 0, "%s", path);
 	}
 	while ((before < 1 || after < 3) && n < 100) {
-		post("cutoff", n++);
+		post_numbered("cutoff", n++);
 		around_bucket(b, &before, &after);
 	}
 	cr_assert(before >= 1 && after >= 3, "%d posts: %zu entries before "
@@ -1097,36 +1082,6 @@ Test(listqd, leftover_daemon_stopped_by_next_setup, .init = setup,
 }
 
 /*
- * A relay that closes every session at its first MAIL takes nothing:
- * it rests like one that cannot be reached, and the worker waits
- * smarthost_backoff instead of reconnecting at once for each entry not
- * offered.  Each session costs one entry one attempt, no more.
- */
-Test(listqd, relay_dropping_every_session_rests, .init = setup,
-    .fini = teardown, .timeout = 60)
-{
-	size_t sessions;
-
-	make_list("spin", 2);
-	sink_start(&S, "close MAIL 421\n", 0, false);
-	for (int i = 0; i < 6; i++)
-		post("spin", i);
-	daemon_config(&D, S.port, "min_backoff = 1h\nmax_backoff = 2h\n"
-	    "smarthost_backoff = 2s\nrelay_retry_time = 1h\n");
-	daemon_start(&D, 1);
-	sleep(3);
-	cr_assert_eq(daemon_stop(&D), 0);
-	sessions = log_count(&D, "session: relay=");
-	cr_assert(sessions >= 1 && sessions <= 2, "%zu sessions in 3 s",
-	    sessions);
-	cr_assert_eq(log_count(&D, "status=deferred"), 2 * sessions);
-	cr_assert_eq(log_count(&D, "before taking a message (421 4.3.2 "
-	    "closing); not used for 3600 s"), sessions);
-	cr_assert_eq(log_count(&D, "worker 0 waits 2 s"), sessions);
-	cr_assert_eq(queue_count(NULL, 0), 6);
-}
-
-/*
  * Several sessions per worker (smtp_sessions): one worker carries its
  * entries over more than one connection at once, and every transaction
  * of an entry (one recipient each here) goes over the connection that
@@ -1147,7 +1102,7 @@ Test(listqd, entries_spread_over_sessions_one_session_each, .init = setup,
 	make_list("spread", 3);
 	sink_start(&S, "stall DOT 0.3\n", 0, false);
 	for (k = 0; k < 12; k++)
-		post("spread", k);
+		post_numbered("spread", k);
 	daemon_config(&D, S.port, "max_rcpts_per_transaction = 1\n"
 	    "smtp_sessions = 4\n");
 	daemon_start(&D, 1);

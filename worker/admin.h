@@ -98,6 +98,12 @@ struct pool_worker {
 	char		 current[QID_SIZE];
 	char		 doing[64];
 };
+struct pool_relay {		/* one relay, over the running workers */
+	char		 name[RELAY_NAME_MAX];
+	time_t		 until;		/* end of the last pause, 0 if none */
+	unsigned int	 pausing, workers;
+	char		 why[RELAY_WHY_MAX];
+};
 struct pool_status {
 	bool		 running;
 	long		 pid;
@@ -108,6 +114,8 @@ struct pool_status {
 	struct counts	 total, minute, hour;
 	time_t		 relay_at;
 	char		 relay[RELAY_NAME_MAX];
+	struct pool_relay relays[RELAYS_SHOWN];
+	unsigned int	 nrelays;
 };
 struct spool_summary {
 	unsigned long	 queued, deferred, held, corrupt;

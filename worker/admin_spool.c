@@ -385,6 +385,30 @@ read_relay(const char *p, struct pool_status *ps)
 	strlcpy(ps->relay, p, sizeof(ps->relay));
 }
 
+/* "name until pausing workers why...": one relay's state. */
+static void
+read_relaystate(const char *p, struct pool_status *ps)
+{
+	struct pool_relay *r = &ps->relays[ps->nrelays];
+	uint64_t until, pausing, workers;
+	size_t len = strcspn(p, " ");
+
+	if (ps->nrelays == RELAYS_SHOWN || len == 0 || len >= sizeof(r->name))
+		return;
+	memcpy(r->name, p, len);
+	r->name[len] = '\0';
+	p += len + strspn(p + len, " ");
+	if (next_number(&p, INT64_MAX, &until) == -1 ||
+	    next_number(&p, UINT_MAX, &pausing) == -1 ||
+	    next_number(&p, UINT_MAX, &workers) == -1)
+		return;
+	r->until = (time_t)until;
+	r->pausing = (unsigned int)pausing;
+	r->workers = (unsigned int)workers;
+	strlcpy(r->why, strcmp(p, "-") == 0 ? "" : p, sizeof(r->why));
+	ps->nrelays++;
+}
+
 static int
 status_line(void *arg, char *line)
 {
@@ -409,6 +433,8 @@ status_line(void *arg, char *line)
 		read_latency(line, &ps->total);
 	else if (strcmp(word, "relay") == 0)
 		read_relay(line, ps);
+	else if (strcmp(word, "relaystate") == 0)
+		read_relaystate(line, ps);
 	return 0;
 }
 

@@ -1,6 +1,7 @@
 /*
  * listq status and listq metrics: the pool as its master reports it
- * (workers, deliveries counted by the workers, the relay in use) and the
+ * (workers, deliveries counted by the workers, the relay in use, each
+ * relay up or pausing) and the
  * spool as listq reads it, plus the settings compiled in.
  *
  * Invariants: both work with listqd stopped (they then say so and show
@@ -101,6 +102,27 @@ text_counts(const char *head, const char *when, const struct counts *c)
 	    c->relay_errors);
 }
 
+/* Each relay: up, or pausing until when, in how many workers, and why. */
+static void
+text_relays(const struct pool_status *ps)
+{
+	const struct pool_relay *r;
+	char t[32];
+	unsigned int i;
+
+	for (i = 0; i < ps->nrelays; i++) {
+		r = &ps->relays[i];
+		printf("%-12s%s  ", i == 0 ? "relays:" : "", r->name);
+		if (r->pausing == 0) {
+			printf("up\n");
+			continue;
+		}
+		fmt_time(r->until, t, sizeof(t));
+		printf("pausing until %s (%u of %u workers): %s\n", t,
+		    r->pausing, r->workers, r->why);
+	}
+}
+
 static void
 status_text(const struct pool_status *ps, const struct spool_summary *s)
 {
@@ -135,6 +157,7 @@ status_text(const struct pool_status *ps, const struct spool_summary *s)
 		    "none used yet", ps->relay_at != 0 ? " (" : "",
 		    ps->relay_at != 0 ? age : "", ps->relay_at != 0 ? " ago)" :
 		    "");
+		text_relays(ps);
 	}
 	printf("settings:\n");
 	for (i = 0; i < NSETTINGS; i++)
@@ -180,6 +203,27 @@ json_workers(struct json *j, const struct pool_status *ps)
 }
 
 static void
+json_relays(struct json *j, const struct pool_status *ps)
+{
+	const struct pool_relay *r;
+	unsigned int i;
+
+	json_array(j, "relays");
+	for (i = 0; i < ps->nrelays; i++) {
+		r = &ps->relays[i];
+		json_object(j, NULL);
+		json_str(j, "name", r->name);
+		json_str(j, "state", r->pausing > 0 ? "pausing" : "up");
+		json_int(j, "until", r->pausing > 0 ? (long long)r->until : 0);
+		json_int(j, "workers_pausing", r->pausing);
+		json_int(j, "workers", r->workers);
+		json_str(j, "why", r->pausing > 0 ? r->why : NULL);
+		json_end(j);
+	}
+	json_end(j);
+}
+
+static void
 status_json(const struct pool_status *ps, const struct spool_summary *s)
 {
 	time_t now = time(NULL);
@@ -219,6 +263,7 @@ status_json(const struct pool_status *ps, const struct spool_summary *s)
 		json_str(&j, "last", ps->relay_at != 0 ? ps->relay : NULL);
 		json_int(&j, "at", (long long)ps->relay_at);
 		json_end(&j);
+		json_relays(&j, ps);
 	}
 	json_object(&j, "settings");
 	for (i = 0; i < NSETTINGS; i++)
@@ -291,8 +336,9 @@ metrics_pool(const struct pool_status *ps)
 	    "listq_delivery_latency_seconds_sum %.3f\n"
 	    "listq_delivery_latency_seconds_count %lu\n", cum,
 	    (double)c->lat_sum_ms / 1000, cum);
-	family("listq_relay_errors_total", "counter", "Relays that could not "
-	    "hold a session, since listqd started.");
+	family("listq_relay_errors_total", "counter", "Relay pauses (no "
+	    "session could be had, or sessions kept ending before delivering),"
+	    " since listqd started.");
 	printf("listq_relay_errors_total %lu\n", c->relay_errors);
 }
 

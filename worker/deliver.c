@@ -957,22 +957,30 @@ log_session(const struct session *s)
 	    ss.nodelay == 1 ? "on" : "off", ss.quickacks, ss.pipelined);
 }
 
-/* Every relay is down or rests: nothing is sent for smarthost_backoff. */
+/*
+ * While every relay pauses nothing is sent: the worker waits until the
+ * first one is back (each pause was logged by relay.c with its cause).
+ */
 static void
-relays_wait(struct worker *w, const char *why)
+relays_wait(struct worker *w)
 {
-	w->relay_retry_at = time(NULL) + w->ctx->cfg.smarthost_backoff;
-	log_msg(LOG_WARNING, NULL, "no relay reachable (%s); worker %u "
-	    "waits %u s", why, w->ctx->index, w->ctx->cfg.smarthost_backoff);
+	time_t now = time(NULL), back = relay_back_at(&w->ctx->cfg, now);
+
+	if (back <= now) {
+		w->relay_retry_at = 0;
+		return;
+	}
+	w->relay_retry_at = back;
+	log_msg(LOG_INFO, NULL, "no relay reachable: every relay pauses; "
+	    "worker %u waits %lld s", w->ctx->index, (long long)(back - now));
 }
 
 /*
- * All relays down: keep every entry as it was (only a snapshot taken just
- * now is saved, once) and back the worker off.
+ * No relay gave a session: keep every entry as it was (only a snapshot
+ * taken just now is saved, once); the relays pause, not the entries.
  */
 static void
-relays_down(struct worker *w, struct job *jobs, size_t n,
-    const struct session *s)
+relays_down(struct job *jobs, size_t n)
 {
 	size_t i;
 
@@ -987,7 +995,6 @@ relays_down(struct worker *w, struct job *jobs, size_t n,
 		else
 			jobs[i].unsaved = 0;
 	}
-	relays_wait(w, s->n > 0 ? s->msgs[0].reply : "");
 }
 
 /*
@@ -1174,21 +1181,20 @@ keep_unsent(struct job *j)
 
 /*
  * What the session did not report transaction by transaction.  The
- * transactions it never offered leave their recipients as they were;
- * returns how many entries it never offered at all.
+ * transactions it never offered leave their recipients as they were,
+ * and an entry it never offered at all is due again at once.
  */
-static size_t
+static void
 settle_rest(struct worker *w, struct job *jobs, size_t n,
     const struct session *s, unsigned char *dirty)
 {
-	size_t i, t, lo, unsent = 0;
+	size_t i, t, lo;
 
 	for (i = 0; i < n; i++) {
 		if (jobs[i].skip != 0 || jobs[i].count == 0 || jobs[i].settled)
 			continue;
 		if (never_offered(&jobs[i], s)) {
 			keep_unsent(&jobs[i]);
-			unsent++;
 			continue;
 		}
 		for (t = jobs[i].first; t < jobs[i].first + jobs[i].count; t++)
@@ -1197,33 +1203,6 @@ settle_rest(struct worker *w, struct job *jobs, size_t n,
 				    now_f(), &lo);
 		settle(w, &jobs[i], s->relay, dirty);
 	}
-	return unsent;
-}
-
-/*
- * The session ended early with entries not offered.  If the relay took
- * a message in it, they go in a new session at once; if not, the relay
- * rests like one that held no session, and when every relay rests the
- * worker waits: a relay that always drops costs no spin, and the
- * entries no attempt.
- */
-static void
-cut_short(struct worker *w, const struct session *s)
-{
-	char why[SMTP_REPLY_MAX + 64];
-	size_t t;
-
-	if (w->stopping)
-		return;		/* SIGTERM ended it, not the relay */
-	for (t = 0; t < s->n; t++)
-		if (s->msgs[t].status == 2)
-			return;
-	for (t = 0; t < s->n && !s->msgs[t].untried; t++)
-		continue;	/* the first one not offered says why */
-	snprintf(why, sizeof(why), "ended the session before taking a "
-	    "message (%s)", t < s->n ? s->msgs[t].reply : "");
-	if (relay_rest_last(&w->ctx->cfg, why))
-		relays_wait(w, why);
 }
 
 void
@@ -1256,12 +1235,12 @@ deliver_batch(struct worker *w, const struct sched_entry *due, size_t n)
 		worker_doing(w, "delivering", ((struct job *)s.msgs[0].app)->e.id);
 		if (relay_session(&w->ctx->cfg, s.msgs, s.n, s.relay,
 		    sizeof(s.relay), txn_done, &b) == -1)
-			relays_down(w, jobs, n, &s);
+			relays_down(jobs, n);
 		else {
 			log_session(&s);
-			if (settle_rest(w, jobs, n, &s, dirty) > 0)
-				cut_short(w, &s);
+			settle_rest(w, jobs, n, &s, dirty);
 		}
+		relays_wait(w);
 	}
 	sync_dirty(w, dirty);
 	update_schedule(w, jobs, n);

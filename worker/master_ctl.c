@@ -1,7 +1,8 @@
 /*
  * The master's end of the control path (protocol in control.c): it
  * accepts listq's connections on SPOOLDIR/control, lets in root and the
- * service uid only (SO_PEERCRED), answers ping, status and flush of the
+ * service uid only (SO_PEERCRED), answers ping, status (from the workers'
+ * shared slots: counts, relays up or pausing) and flush of the
  * whole queue itself, and passes every other request, with the
  * connection, to the worker owning the entry it names, or to every
  * worker for a whole list.
@@ -176,6 +177,69 @@ status_relay(struct master *m, struct ctl_out *o)
 	ctl_line(o, "relay %lld %s", (long long)newest.at, name);
 }
 
+/* One relay as the running workers see it, for status_relays. */
+struct relay_sum {
+	struct relay_state s;		/* the pause that ends last */
+	unsigned int	 pausing, workers;
+};
+
+static void
+sum_board(struct relay_sum *sum, size_t *n, const struct relay_board *b,
+    time_t now)
+{
+	struct relay_sum *r;
+	size_t k, j;
+
+	for (k = 0; k < b->n; k++) {
+		for (j = 0; j < *n && strncmp(sum[j].s.name, b->r[k].name,
+		    sizeof(sum[j].s.name)) != 0; j++)
+			continue;
+		if (j == *n) {
+			if (*n == RELAYS_SHOWN)
+				continue;
+			(*n)++;
+		}
+		r = &sum[j];
+		if (r->workers++ == 0)
+			slot_text(r->s.name, sizeof(r->s.name), b->r[k].name,
+			    sizeof(b->r[k].name));
+		if (b->r[k].until <= now)
+			continue;
+		r->pausing++;
+		if (b->r[k].until > r->s.until) {
+			r->s.until = b->r[k].until;
+			slot_text(r->s.why, sizeof(r->s.why), b->r[k].why,
+			    sizeof(b->r[k].why));
+		}
+	}
+}
+
+/*
+ * Each relay: "relaystate NAME UNTIL PAUSING WORKERS WHY", UNTIL the end
+ * of the last pause among the PAUSING of WORKERS that know it (each
+ * worker learns for itself), 0 and "-" when none pauses it.
+ */
+static void
+status_relays(struct master *m, struct ctl_out *o)
+{
+	struct relay_sum sum[RELAYS_SHOWN];
+	struct relay_board b;
+	time_t now = time(NULL);
+	size_t n = 0, j;
+	unsigned int i;
+
+	memset(sum, 0, sizeof(sum));
+	for (i = 0; i < m->n; i++)
+		if (m->w[i].pid != 0 &&
+		    relay_board_read(&m->slots[i].relays, &b) == 0)
+			sum_board(sum, &n, &b, now);
+	for (j = 0; j < n; j++)
+		ctl_line(o, "relaystate %s %lld %u %u %s", sum[j].s.name,
+		    (long long)sum[j].s.until, sum[j].pausing, sum[j].workers,
+		    sum[j].pausing > 0 && sum[j].s.why[0] != '\0' ?
+		    sum[j].s.why : "-");
+}
+
 /* The whole state of the pool, one fact a line (parsed by listq). */
 static void
 status(struct master *m, int fd)
@@ -203,6 +267,7 @@ status(struct master *m, int fd)
 	    total.lat[3], total.lat[4], total.lat[5], total.lat[6],
 	    total.lat[7], total.lat[8], total.lat[9], total.lat[10]);
 	status_relay(m, &o);
+	status_relays(m, &o);
 	ctl_flush(&o);
 }
 

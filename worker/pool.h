@@ -7,7 +7,8 @@
  * slot to learn which entry was in flight and tells the replacement, which
  * counts the crash in the entry's state file (a poison entry goes to
  * corrupt/ after POISON_CRASHES).  The worker also keeps its delivery
- * counters there (stats.h), which the master sums for listq.
+ * counters there (stats.h), which the master sums for listq, and the
+ * state of each relay as it sees it (relay.c).
  *
  * Each worker has a control channel to the master (a socketpair made
  * before fork): the master passes it the listq requests about entries
@@ -33,6 +34,7 @@ struct slot {
 	char		doing[64];	/* "idle", "delivering", ... */
 	struct counts	counts;		/* deliveries, since it started */
 	struct relay_note relay;	/* relay of its last session */
+	struct relay_board relays;	/* its relays, up or pausing */
 };
 
 /* Everything a worker needs to run. */

@@ -85,6 +85,8 @@ struct run {
 	char		 last[SMTP_REPLY_MAX];	/* how the last one ended */
 	int		 err;
 	int		 answered;	/* a MAIL got a reply */
+	int		 had;		/* a session was set up */
+	int		 cut;		/* the relay ended a set-up one early */
 	int		 stop;		/* done said stop */
 	char		 pass[SECRET_MAX + 2];
 };
@@ -539,6 +541,7 @@ static void
 first_ready(struct run *r, struct slot *sl)
 {
 	sl->ready = 1;
+	r->had = 1;
 	last_stats.sessions++;
 	if (r->relay[0] == '\0' || strcmp(r->relay, "none") == 0)
 		format_relay(r, sl->s);
@@ -603,9 +606,11 @@ slot_ended(struct run *r, struct slot *sl)
 			snprintf(r->why, sizeof(r->why), "%s",
 			    smtp_session_error(sl->s));
 	}
-	if (smtp_session_error(sl->s)[0] != '\0')
+	if (smtp_session_error(sl->s)[0] != '\0') {
 		snprintf(r->last, sizeof(r->last), "%s",
 		    smtp_session_error(sl->s));
+		r->cut |= sl->ready;
+	}
 	smtp_session_stats(sl->s, &st);
 	last_stats.pipelined += st.pipelined;
 	last_stats.quickacks += st.quickacks;
@@ -724,7 +729,11 @@ set_host(struct run *r, const char *host)
 	return r->host[0] != '\0' && len < sizeof(r->host) ? 0 : -1;
 }
 
-/* After the sessions: no MAIL answered means nothing was tried. */
+/*
+ * After the sessions: 1 when a session was set up and the relay ended
+ * one early, 0 when they ran; with no session set up and no MAIL
+ * answered, nothing was tried (-1, see smtp.h).
+ */
 static int
 conclude(struct run *r, char *relay_out, size_t relay_len)
 {
@@ -735,8 +744,8 @@ conclude(struct run *r, char *relay_out, size_t relay_len)
 	/* entries no session took */
 	not_offered(r, r->next_unit < r->nunits ?
 	    r->units[r->next_unit].first : r->n, r->n);
-	if (r->answered || r->stop)
-		return 0;
+	if (r->answered || r->stop || r->had)
+		return r->cut && !r->stop;
 	for (i = 0; i < r->n; i++)	/* no reply came: none was tried */
 		if (!r->msgs[i].untried && r->msgs[i].status == 4 &&
 		    r->why[0] == '\0')

@@ -106,11 +106,14 @@ struct smtp_stats {
  * Send msgs[0..n) to the relay.  relay_out receives "host[ip]:port" of
  * the relay that answered, or "none".
  *
- * Returns 0 when a session ran (the relay answered a MAIL): look at each
- * message and recipient.  Returns -1 with errno set (ECONNREFUSED,
+ * Returns 0 when a session ran: look at each message and recipient.
+ * Returns 1 when a session was set up (greeting and EHLO accepted, TLS
+ * and AUTH as configured) and the relay ended one early (421, lost
+ * connection, timeout), even before any MAIL was answered; the caller
+ * stopping it is not that.  Returns -1 with errno set (ECONNREFUSED,
  * ETIMEDOUT, EHOSTUNREACH, EPROTO for a refusing greeting or EHLO and
  * for TLS or AUTH that stopped the session, EINVAL for a missing host,
- * ENOMEM) when no message could be tried: then every message and
+ * ENOMEM) when no session was set up and no message could be tried: then every message and
  * recipient is deferred (status 4) and carries the reason in reply.
  *
  * A session that ended early (421, lost connection, timeout) defers the

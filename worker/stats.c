@@ -4,15 +4,18 @@
  * A worker counts the deliveries it logs: deliver.c writes one line per
  * recipient and attempt in the contract's format ("to=<a>, relay=R,
  * delay=D, dsn=X, status=S (reply)"), one "session: relay=R, ..." line
- * per session and one "relay HOST:PORT: why" warning per relay that
- * failed; a log hook reads them as they are written.  The counts live in
- * the worker's slot of the memory it shares with the master, which sums
- * them over the workers (keeping those of exited workers) and samples
- * the sum every STATS_STEP seconds for the last minute and hour.
+ * per session and one "relay HOST:PORT: why" warning per pause of a
+ * relay (relay.c); a log hook reads them as they are written.  The
+ * counts live in the worker's slot of the memory it shares with the
+ * master, which sums them over the workers (keeping those of exited
+ * workers) and samples the sum every STATS_STEP seconds for the last
+ * minute and hour.  The same slot carries the worker's relay board (what relay.c knows of each
+ * relay), which the master reads for listq status.
  *
  * Invariants: counts only grow; each is written by one process only, with
- * atomic stores, so the master never reads half of one; nothing here does
- * I/O (no fsync per delivery).
+ * atomic stores, so the master never reads half of one; the relay note
+ * and board are read under a sequence number (seqlock), whole or not at
+ * all; nothing here does I/O (no fsync per delivery).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +37,43 @@ bump(unsigned long *c, unsigned long by)
 	__atomic_store_n(c, *c + by, __ATOMIC_RELAXED);
 }
 
+/* A seqlock's writer: seq is odd while what it guards is rewritten. */
+static void
+seq_begin(unsigned int *seq)
+{
+	__atomic_store_n(seq, *seq + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+static void
+seq_end(unsigned int *seq)
+{
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	__atomic_store_n(seq, *seq + 1, __ATOMIC_RELAXED);
+}
+
+/*
+ * Its reader: a copy of the len bytes at from (which hold *seq) that no
+ * write overlapped; -1 if every try met one.
+ */
+static int
+seq_read(const unsigned int *seq, void *to, const void *from, size_t len)
+{
+	unsigned int s;
+	int tries;
+
+	for (tries = 0; tries < 100; tries++) {
+		s = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
+		if (s & 1)
+			continue;
+		memcpy(to, from, len);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(seq, __ATOMIC_RELAXED) == s)
+			return 0;
+	}
+	return -1;
+}
+
 static void
 note_relay(const char *name, size_t len)
 {
@@ -41,13 +81,11 @@ note_relay(const char *name, size_t len)
 
 	if (len >= sizeof(r->name))
 		len = sizeof(r->name) - 1;
-	__atomic_store_n(&r->seq, r->seq + 1, __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_RELEASE);
+	seq_begin(&r->seq);
 	memcpy(r->name, name, len);
 	r->name[len] = '\0';
 	r->at = time(NULL);
-	__atomic_thread_fence(__ATOMIC_RELEASE);
-	__atomic_store_n(&r->seq, r->seq + 1, __ATOMIC_RELAXED);
+	seq_end(&r->seq);
 }
 
 static void
@@ -138,20 +176,33 @@ counts_diff(struct counts *to, const struct counts *a, const struct counts *b)
 int
 relay_read(const struct relay_note *n, char *name, size_t len, time_t *at)
 {
-	unsigned int seq;
-	int tries;
+	struct relay_note copy;
 
-	for (tries = 0; tries < 100; tries++) {
-		seq = __atomic_load_n(&n->seq, __ATOMIC_ACQUIRE);
-		if (seq & 1)
-			continue;
-		strlcpy(name, n->name, len);
-		*at = n->at;
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		if (__atomic_load_n(&n->seq, __ATOMIC_RELAXED) == seq)
-			return *at == 0 ? -1 : 0;
-	}
-	return -1;
+	if (seq_read(&n->seq, &copy, n, sizeof(copy)) == -1)
+		return -1;
+	copy.name[sizeof(copy.name) - 1] = '\0';
+	strlcpy(name, copy.name, len);
+	*at = copy.at;
+	return *at == 0 ? -1 : 0;
+}
+
+int
+relay_board_read(const struct relay_board *b, struct relay_board *out)
+{
+	if (seq_read(&b->seq, out, b, sizeof(*out)) == -1)
+		return -1;
+	if (out->n > RELAYS_SHOWN)
+		out->n = RELAYS_SHOWN;
+	return 0;
+}
+
+void
+relay_board_write(struct relay_board *b, const struct relay_board *from)
+{
+	seq_begin(&b->seq);
+	b->n = from->n;
+	memcpy(b->r, from->r, sizeof(b->r));
+	seq_end(&b->seq);
 }
 
 void

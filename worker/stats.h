@@ -32,6 +32,23 @@ struct relay_note {
 	char		name[RELAY_NAME_MAX];	/* host[ip]:port */
 };
 
+/*
+ * What one worker knows of each relay of its smarthost list (relay.c
+ * writes it, the master reads it for listq status), in list order.
+ */
+#define RELAYS_SHOWN	8
+#define RELAY_WHY_MAX	160
+struct relay_state {
+	char		name[RELAY_NAME_MAX];	/* as in smarthost: host[:port] */
+	time_t		until;		/* pausing until then; past: up */
+	char		why[RELAY_WHY_MAX];	/* the cause of that pause */
+};
+struct relay_board {
+	unsigned int	seq;		/* odd while being written */
+	unsigned int	n;
+	struct relay_state r[RELAYS_SHOWN];
+};
+
 /* Worker: count what this process logs, into counts and relay. */
 void	stats_observe_start(struct counts *counts, struct relay_note *relay);
 
@@ -43,6 +60,10 @@ void	counts_diff(struct counts *to, const struct counts *a,
 /* Reads a relay note; 0, or -1 if it has none. */
 int	relay_read(const struct relay_note *n, char *name, size_t len,
 	    time_t *at);
+/* Master: a consistent copy of a board its worker may be writing. */
+int	relay_board_read(const struct relay_board *b, struct relay_board *out);
+/* Worker: replaces its board with *from. */
+void	relay_board_write(struct relay_board *b, const struct relay_board *from);
 /* Copies a note into one only this process writes. */
 void	relay_keep_newer(struct relay_note *to, const struct relay_note *from);
 

@@ -6,7 +6,9 @@
  * in-memory schedule and hands due ones to deliver.c in batches of one
  * SMTP session.  It never opens another worker's bucket (invariant 3).
  * SIGTERM: finish the transaction in flight, then exit 0.  SIGHUP:
- * reload the configuration.  SIGUSR1: every deferred entry is due now.
+ * reload the configuration.  SIGUSR1: every deferred entry is due now,
+ * and every relay's pause ends (relay.c).  While every relay pauses it
+ * starts no session, and sleeps until the first one is back.
  * Between batches it answers the listq requests the master passes it
  * (worker_ctl.c), as the owner of the entries they name.
  */
@@ -28,6 +30,7 @@
 
 #include "deliver.h"
 #include "log.h"
+#include "relay.h"
 #include "settings.h"
 #include "spool.h"
 #include "state.h"
@@ -291,6 +294,7 @@ run(struct worker *w)
 		if (w->flushing) {
 			sched_flush(&w->sched);
 			w->relay_retry_at = 0;
+			relay_flush(&w->ctx->cfg);
 			w->flushing = false;
 		}
 		n = now < w->relay_retry_at ? 0 : sched_due(&w->sched, now, due,
@@ -322,6 +326,7 @@ worker_main(struct worker_ctx *ctx)
 	snprintf(ident, sizeof(ident), "listqd/worker%u", ctx->index);
 	log_init(ident, ctx->foreground ? LOG_ALSO_STDERR : 0);
 	stats_observe_start(&ctx->slot->counts, &ctx->slot->relay);
+	relay_board_attach(&ctx->slot->relays);
 	if ((w.sigfd = pool_signalfd(0)) == -1)
 		log_exit(EX_OSERR, NULL, "worker: signalfd: %s", strerror(errno));
 	open_spool(&w);

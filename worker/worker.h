@@ -17,7 +17,7 @@ struct worker {
 	int		 sigfd, inofd;
 	int		 wd_bucket[QID_BUCKETS * 2]; /* inotify wd -> bucket */
 	struct schedule	 sched;
-	time_t		 relay_retry_at;	/* all relays down: wait */
+	time_t		 relay_retry_at;	/* every relay pauses: wait */
 	time_t		 next_rescan;
 	bool		 stopping;
 	bool		 flushing;

@@ -137,16 +137,6 @@ members_of(size_t msg)
 	return 1 + msg % LISTS % MAX_MEMBERS;
 }
 
-static unsigned long long
-pick_seed(void)
-{
-	const char *v = getenv("LISTQ_TORTURE_SEED");
-
-	if (v != NULL && *v != '\0')
-		return strtoull(v, NULL, 10);
-	return arc4random() & 0x7fffffff;
-}
-
 static void
 make_lists(void)
 {
@@ -504,7 +494,7 @@ Test(faults, each_recipient_once_or_dsn, .init = spool_reset,
     .fini = daemon_teardown, .timeout = FULL_WAIT_S + 600)
 {
 	size_t msgs = torture_size(FULL_MSGS, SMOKE_MSGS), i, m;
-	unsigned long long seed = pick_seed();
+	unsigned long long seed = torture_seed();
 	int wait_s = (int)torture_size(FULL_WAIT_S, SMOKE_WAIT_S);
 	double t0 = torture_now(), t_enq, t_done;
 	struct outcome o;

@@ -40,6 +40,16 @@ torture_report(const char *name, const char *fmt, ...)
 	fflush(stdout);
 }
 
+unsigned long long
+torture_seed(void)
+{
+	const char *v = getenv("LISTQ_TORTURE_SEED");
+
+	if (v != NULL && *v != '\0')
+		return strtoull(v, NULL, 10);
+	return arc4random() & 0x7fffffff;
+}
+
 double
 torture_now(void)
 {

@@ -19,6 +19,8 @@ size_t	torture_size(size_t full, size_t smoke);
 /* One "torture: NAME: ..." line on stdout, flushed at once. */
 void	torture_report(const char *name, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
+/* LISTQ_TORTURE_SEED, or a random seed (printed by the caller). */
+unsigned long long torture_seed(void);
 /* Seconds on the monotonic clock, for the durations reported. */
 double	torture_now(void);
 /* A copy of the k-th field of s into out; false if none or too long. */
