@@ -113,8 +113,9 @@ struct smtp_stats {
  * stopping it is not that.  Returns -1 with errno set (ECONNREFUSED,
  * ETIMEDOUT, EHOSTUNREACH, EPROTO for a refusing greeting or EHLO and
  * for TLS or AUTH that stopped the session, EINVAL for a missing host,
- * ENOMEM) when no session was set up and no message could be tried: then every message and
- * recipient is deferred (status 4) and carries the reason in reply.
+ * ENOMEM) when no session was set up and no message could be tried:
+ * then every message and recipient is deferred (status 4) and carries
+ * the reason in reply.
  *
  * A session that ended early (421, lost connection, timeout) defers the
  * transaction in flight and leaves the later messages of its entry
