@@ -84,7 +84,8 @@ Test(relay, unanswered_mail_is_no_dead_relay, .init = spool_reset,
 {
 	first_session_ends("stall-once MAIL 4\n", "command_timeout = 1s\n");
 	cr_assert_eq(log_count(&D, "session ended before delivering a "
-	    "message (conversation with 127.0.0.1[127.0.0.1]:"), 1);
+	    "message (timed out while waiting for MAIL); used again at once"),
+	    1);
 }
 
 /*
@@ -138,8 +139,7 @@ Test(relay, refused_greeting_pauses, .init = spool_reset,
 	post_numbered("greet", 0);
 	cr_assert(wait_until(sink_has, &one, WAIT_MS));
 	snprintf(want, sizeof(want), "relay 127.0.0.1:%d: no session "
-	    "(127.0.0.1[127.0.0.1]:%d refused to talk to me: 421 4.7.0 too "
-	    "many connections); paused 1 s", S.port, S.port);
+	    "(421 4.7.0 too many connections); paused 1 s", S.port);
 	cr_assert_eq(log_count(&D, want), 1);
 	cr_assert_eq(listq(&o, "status", (char *)NULL), 0, "%s", o.err);
 	snprintf(want, sizeof(want), "\nrelays:     127.0.0.1:%d  up\n",
