@@ -66,19 +66,20 @@ COMMON_SRC	= common/address.c common/config.c common/durable.c \
 WRAPPER_SRC	= wrapper/privilege.c wrapper/wrapper.c
 LISTQD_SRC	= worker/bounce.c worker/deliver.c worker/dsn.c worker/listqd.c \
 		  worker/incoming.c worker/master.c worker/msghead.c \
-		  worker/notify.c worker/relay.c \
+		  worker/notify.c worker/relay.c worker/gate.c \
 		  worker/schedule.c worker/smtp.c worker/sockopt.c worker/worker.c
 TEST_SRC	= $(wildcard tests/test_*.c) tests/harness.c tests/daemon.c
 # The admin path (listq, and its end in listqd): shared by both programs.
 ADMIN_CORE_SRC	= worker/admin_ops.c worker/control.c worker/service.c \
-		  worker/stats.c
+		  worker/stats.c worker/moderation.c worker/notice.c worker/token.c
 LISTQD_SRC	+= $(ADMIN_CORE_SRC) worker/master_ctl.c worker/worker_ctl.c
 LISTQ_SRC	= worker/listq.c worker/admin_check.c worker/admin_lists.c \
+		  worker/admin_moderate.c \
 		  worker/admin_members.c worker/admin_queue.c \
 		  worker/admin_spool.c worker/admin_status.c worker/json.c \
 		  $(ADMIN_CORE_SRC)
 LISTQ_OBJ	= $(LISTQ_SRC:%.c=$(BUILD)/obj/%.o)
-LISTQ_LIBS	= $(call pc_libs,libcap libbsd-overlay)
+LISTQ_LIBS	= $(call pc_libs,libcap libbsd-overlay gmime-3.0 openssl)
 TEST_SRC	+= tests/admin_run.c
 
 COMMON_OBJ	= $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
@@ -87,7 +88,8 @@ LISTQD_OBJ	= $(LISTQD_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ	= $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 
 WRAPPER_LIBS	= $(call pc_libs,libcap libbsd-overlay)
-LISTQD_LIBS	= $(call pc_libs,libesmtp-1.0 libsystemd libbsd-overlay openssl) \
+LISTQD_LIBS	= $(call pc_libs,libesmtp-1.0 libsystemd libbsd-overlay openssl \
+		  gmime-3.0) \
 		  -ldl
 TEST_LIBS	= $(call pc_libs,criterion libbsd-overlay)
 
@@ -106,6 +108,8 @@ DEB_PKGS	+= afl++
 # so the system's own instance is never set up or started).
 DEB_PKGS	+= postfix
 DEB_PKGS	+= valgrind	# make valgrind-check
+# Notices of held and rejected posts: MIME composition and parsing.
+DEB_PKGS	+= libgmime-3.0-dev
 
 .PHONY: all wrapper daemon admin deps check lint test demo clean FORCE
 
@@ -131,7 +135,7 @@ $(BUILD)/obj/wrapper/%.o: wrapper/%.c $(BUILD)/settings
 $(BUILD)/obj/worker/%.o: worker/%.c $(BUILD)/settings
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Iworker \
-	    $(call pc_cflags,libesmtp-1.0 libsystemd openssl) \
+	    $(call pc_cflags,libesmtp-1.0 libsystemd openssl gmime-3.0) \
 	    $(SETTINGS) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/%.o: %.c

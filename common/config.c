@@ -63,6 +63,8 @@ static const struct key keys[] = {
 	{ "smtp_auth_user", STR, S(smtp_auth_user), 0, 0, "", NULL },
 	{ "smtp_auth_password_file", STR, S(smtp_auth_password_file), 0, 0,
 	    "", NULL },
+	{ "moderation_lifetime", DUR, U(moderation_lifetime), 1, 8640000,
+	    "14d", NULL },
 };
 #define NKEYS	(sizeof(keys) / sizeof(keys[0]))
 

@@ -36,6 +36,7 @@ struct config {
 	char		smtp_tls_ca_file[CONFIG_STR_MAX];
 	char		smtp_auth_user[256];
 	char		smtp_auth_password_file[CONFIG_STR_MAX];
+	unsigned int	moderation_lifetime;	/* a held post, then discarded */
 };
 
 enum { TLS_NONE, TLS_MAY, TLS_ENCRYPT };

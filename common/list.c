@@ -17,10 +17,34 @@
 #include "config.h"
 #include "list.h"
 
+const char *const list_policy_words[] = { "members", "moderated",
+	"announce", "open", NULL };
+const char *const list_nonmember_words[] = { "hold", "reject", "discard",
+	NULL };
+
+/* The index of value in words, or -1. */
+static int
+word_index(const char *const *words, const char *value)
+{
+	int i;
+
+	for (i = 0; words[i] != NULL; i++)
+		if (strcmp(words[i], value) == 0)
+			return i;
+	return -1;
+}
+
 static const char *
 list_key(const char *key, const char *value, void *arg)
 {
 	struct list_conf *lc = arg;
+
+	if (strcmp(key, "post_policy") == 0)
+		return (lc->post_policy = word_index(list_policy_words,
+		    value)) == -1 ? "members, moderated, announce or open" : NULL;
+	if (strcmp(key, "nonmember_action") == 0)
+		return (lc->nonmember_action = word_index(list_nonmember_words,
+		    value)) == -1 ? "hold, reject or discard" : NULL;
 
 	if (strcmp(key, "address") == 0) {
 		if (!address_valid(value))

@@ -1,8 +1,11 @@
 /*
  * Lists: LISTDIR/<name>/ holds "config" (address = name@domain, optional
- * subject_prefix and verp = yes|no), "members" and "owners" (one address per line, '#'
+ * subject_prefix, verp = yes|no, post_policy and nonmember_action),
+ * "members" and "owners" (one address per line, '#'
  * comments and blank lines ignored), and "disabled": members kept in the
- * list but not delivered to (same format; missing means none).  A reader takes each file as one
+ * list but not delivered to (same format; missing means none).
+ * "moderators" and "accept" (same format) say who moderates (none: the
+ * owners) and which non-members may post.  A reader takes each file as one
  * snapshot: writers replace them by rename, so it sees all of the old
  * list or all of the new, never half.
  */
@@ -16,12 +19,23 @@
 #include "address.h"
 #include "entry.h"
 
+/* Who may post; a config without the keys is members + hold (inv. 10). */
+enum post_policy { POLICY_MEMBERS, POLICY_MODERATED, POLICY_ANNOUNCE,
+	POLICY_OPEN };
+enum nonmember_action { NONMEMBER_HOLD, NONMEMBER_REJECT, NONMEMBER_DISCARD };
+
 struct list_conf {
 	char	name[LIST_NAME_MAX + 1];
 	char	address[ADDR_MAX + 1];		/* name@domain */
 	char	subject_prefix[128];
 	int	verp;				/* verp = yes */
+	int	post_policy;			/* enum post_policy */
+	int	nonmember_action;		/* enum nonmember_action */
 };
+
+/* The words of post_policy and nonmember_action, by value. */
+extern const char *const list_policy_words[];
+extern const char *const list_nonmember_words[];
 
 struct addr_list {
 	char	**v;

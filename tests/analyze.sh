@@ -26,7 +26,7 @@ settings='-DPREFIX="/usr/local" -DLIBEXECDIR="/usr/local/lib/listq"
     -DLISTDIR="/var/lib/listq/lists" -DLISTQ_USER="listq" -DLISTQ_UID=38
     -DLISTQ_GID=38 -DMAIL_GIDS=65534 -DMAX_MESSAGE_SIZE=10485760'
 flags="-D_GNU_SOURCE -Icommon -Iworker -Itests -std=gnu11 $settings
-    $(pkg-config --cflags libbsd-overlay libesmtp-1.0 libsystemd openssl \
+    $(pkg-config --cflags libbsd-overlay libesmtp-1.0 libsystemd openssl gmime-3.0 \
     criterion)"
 # shellcheck disable=SC2086
 ls common/*.c worker/*.c wrapper/*.c tests/*.c tests/fuzz/*.c \

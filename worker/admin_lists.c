@@ -161,8 +161,9 @@ write_list(int fd, const char *name, const char *address, int nowners,
 	FILE *f;
 	int k;
 
-	snprintf(text, sizeof(text), "# list %s\naddress = %s\n", name,
-	    address);
+	/* Invariant 10: members post, the rest waits for a moderator. */
+	snprintf(text, sizeof(text), "# list %s\naddress = %s\n"
+	    "post_policy = members\nnonmember_action = hold\n", name, address);
 	list_file_replace(fd, "config", text, strlen(text));
 	snprintf(text, sizeof(text), "# members of %s, one address a line\n",
 	    name);
@@ -360,7 +361,8 @@ cmd_aliases(struct admin *a, int argc, char **argv)
 		{ "format", required_argument, NULL, 'f' },
 		{ "wrapper", required_argument, NULL, 'w' },
 		{ NULL, 0, NULL, 0 } };
-	static const char *const roles[] = { "post", "owner", "bounces" };
+	static const char *const roles[] = { "post", "owner", "bounces",
+	    "request" };
 	const char *wrapper = LIBEXECDIR "/listq-wrapper", *format = "postfix";
 	char **names, key[LIST_NAME_MAX + 16];
 	size_t n, i, r;
@@ -387,7 +389,7 @@ cmd_aliases(struct admin *a, int argc, char **argv)
 		    "as default_privs, whose group\n# must be allowed to run "
 		    "the wrapper (MAIL_GIDS: %s).\n", XSTR(MAIL_GIDS));
 	for (i = 0; i < n; i++)
-		for (r = 0; r < 3; r++) {
+		for (r = 0; r < 4; r++) {
 			snprintf(key, sizeof(key), "%s%s%s:", names[i],
 			    r ? "-" : "", r ? roles[r] : "");
 			alias_line(key, wrapper, roles[r], names[i], exim);
