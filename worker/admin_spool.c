@@ -45,7 +45,8 @@ spool_view_open(struct spool_view *v)
 	char why[512];
 	unsigned int b;
 
-	if (spool_check(SPOOLDIR, LISTQ_UID, LISTQ_GID, why, sizeof(why)) ==
+	/* Creates only what is missing: moderation/ in an older spool. */
+	if (spool_create(SPOOLDIR, LISTQ_UID, LISTQ_GID, why, sizeof(why)) ==
 	    -1)
 		errx(EX_TEMPFAIL, "spool: %s", why);
 	if ((v->spoolfd = spool_open(SPOOLDIR, LISTQ_UID, LISTQ_GID)) == -1 ||
