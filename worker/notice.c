@@ -198,6 +198,8 @@ quote_post(FILE *f, GMimeMessage *post)
 	}
 	for (p = text; n < QUOTE_LINES && (line = strsep(&p, "\n")) != NULL;
 	    n++) {
+		if (p == NULL && line[0] == '\0')
+			break;		/* after the last newline */
 		line[strcspn(line, "\r")] = '\0';
 		fprintf(f, "> %.*s\n", QUOTE_WIDTH, line);
 	}
