@@ -408,8 +408,9 @@ Test(moderation, approve_by_mail_works_once, .init = setup,
 	notice = hold_one(id);
 	notice_token(notice, "approve", tok, sizeof(tok));
 	free(notice);
-	snprintf(subject, sizeof(subject), "Re: mod: post held for approval "
-	    "%s", tok);
+	/* Folded, as the notice's own Subject is. */
+	snprintf(subject, sizeof(subject), "Re: mod: post held for approval\n"
+	    " %s", tok);
 	reply(LIST, MODERATOR, subject);
 	wait_log("status=sent", 4);
 	assert_members_got(1);
@@ -602,4 +603,34 @@ Test(moderation, open_list_warned_by_check_and_newlist_secure,
 	free(text);
 	listq(&O, "check", (char *)NULL);
 	cr_assert_null(strstr(O.out, "list fresh: post_policy"), "%s", O.out);
+}
+
+/*
+ * listq accept, run as the tests' user (root in make check): the address
+ * joins the accept file, which stays the service's, its held post goes
+ * out, and its next post is not held.
+ */
+Test(moderation, accept_approves_and_lets_through, .init = setup,
+    .fini = teardown, .timeout = 120)
+{
+	char id[QID_SIZE], path[1024];
+	struct stat st;
+
+	make_gated_list(LIST, NULL);
+	start(NULL, 2);
+	free(hold_one(id));
+	cr_assert_eq(listq(&O, "accept", STRANGER, LIST, (char *)NULL), 0,
+	    "%s", O.err);
+	cr_assert_not_null(strstr(O.out, "approved"), "%s", O.out);
+	out_free(&O);
+	snprintf(path, sizeof(path), "%s/%s/accept", T.lists, LIST);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_uid, T.svc_uid, "accept belongs to uid %lu",
+	    (unsigned long)st.st_uid);
+	wait_log("status=sent", 4);
+	assert_members_got(1);
+	post_from(LIST, STRANGER, "welcome now");
+	wait_log("status=sent", 7);
+	assert_members_got(2);
+	cr_assert_eq(log_count(&D, "held for moderation"), 1);
 }

@@ -7,6 +7,8 @@
  * listqd stopped, listq holding the spool lock (invariant 3), which logs
  * it with the caller's uid.
  */
+#include <sys/wait.h>
+
 #include <dirent.h>
 #include <err.h>
 #include <errno.h>
@@ -21,6 +23,7 @@
 #include "control.h"
 #include "json.h"
 #include "moderation.h"
+#include "service.h"
 
 struct held_item {
 	char		id[QID_SIZE];
@@ -155,6 +158,38 @@ cmd_reject(struct admin *a, int argc, char **argv)
 	return rc;
 }
 
+/*
+ * Adds addr to the list's accept file as the service user, whose file it
+ * must be (invariant 6): root keeps its own uid for asking listqd, so a
+ * child does the writing.  Exits with the child's failure.
+ */
+static void
+accept_add(const char *addr, const char *list)
+{
+	pid_t pid;
+	int st;
+
+	if (geteuid() != 0) {
+		printf("%s %s to the accept list of %s\n", list_file_add(list,
+		    "accept", addr) ? "added" : "already in; nothing added",
+		    addr, list);
+		return;
+	}
+	fflush(stdout);
+	if ((pid = fork()) == -1)
+		err(EX_OSERR, "fork");
+	if (pid == 0) {
+		service_become("listq");
+		accept_add(addr, list);
+		exit(0);
+	}
+	if (waitpid(pid, &st, 0) == -1 || !WIFEXITED(st))
+		errx(EX_SOFTWARE, "adding %s to %s's accept list failed", addr,
+		    list);
+	if (WEXITSTATUS(st) != 0)
+		exit(WEXITSTATUS(st));
+}
+
 int
 cmd_accept(struct admin *a, int argc, char **argv)
 {
@@ -166,9 +201,7 @@ cmd_accept(struct admin *a, int argc, char **argv)
 		usage_error();
 	if (!address_valid(argv[optind]))
 		errx(EX_DATAERR, "%s: not a valid address", argv[optind]);
-	printf("%s %s to the accept list of %s\n", list_file_add(
-	    argv[optind + 1], "accept", argv[optind]) ? "added" :
-	    "already in; nothing added", argv[optind], argv[optind + 1]);
+	accept_add(argv[optind], argv[optind + 1]);
 	v = held_items(a, argv[optind + 1], &n);
 	for (i = 0; i < n; i++)
 		if ((address_equal(v[i].r.poster, argv[optind]) ||

@@ -84,19 +84,35 @@ envelope_sender(int fd, const char *head, char *out, size_t len)
 	}
 }
 
-/* A header's first line, trimmed, into out ("" when there is none). */
+/*
+ * A header's value, unfolded (continuation lines joined by a space) and
+ * trimmed, into out ("" when there is none): a client replying to a
+ * notice folds its long Subject as it likes.
+ */
 static void
 header_value(const char *head, const char *name, char *out, size_t len)
 {
 	const char *from = head, *v;
+	size_t n = 0, k;
 
 	out[0] = '\0';
 	if (head == NULL || (v = msghead_next(&from, name)) == NULL)
 		return;
-	while (*v == ' ' || *v == '\t')
+	for (;;) {
+		while (*v == ' ' || *v == '\t')
+			v++;
+		k = strcspn(v, "\r\n");
+		if (n > 0 && n + 1 < len)
+			out[n++] = ' ';
+		if (n + k >= len)
+			k = len - n - 1;
+		memcpy(out + n, v, k);
+		out[n += k] = '\0';
+		v += strcspn(v, "\n");
+		if (*v == '\0' || (v[1] != ' ' && v[1] != '\t'))
+			return;
 		v++;
-	strlcpy(out, v, len);
-	out[strcspn(out, "\r\n")] = '\0';
+	}
 }
 
 static void
