@@ -331,7 +331,7 @@ Test(moderation, reject_one_notice_per_hour_nothing_delivered,
 	start(NULL, 8);		/* the reason must not change the owner */
 	free(hold_one(id));
 	cr_assert_eq(listq(&O, "reject", "--reason", "off topic here", id,
-	    NULL), 0, "%s", O.err);
+	    (char *)NULL), 0, "%s", O.err);
 	out_free(&O);
 	wait_sink(2);
 	notice = data_to(STRANGER);
