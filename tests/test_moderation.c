@@ -634,3 +634,24 @@ Test(moderation, accept_approves_and_lets_through, .init = setup,
 	assert_members_got(2);
 	cr_assert_eq(log_count(&D, "held for moderation"), 1);
 }
+
+/*
+ * listqd could not make the token key at its start (a full spool): the
+ * first worker to hold a post makes it, mode 0600, and the hold goes on.
+ */
+Test(moderation, secret_made_when_missing, .init = setup, .fini = teardown,
+    .timeout = 90)
+{
+	char id[QID_SIZE], path[1024];
+	struct stat st;
+
+	make_gated_list(LIST, NULL);
+	start(NULL, 1);
+	snprintf(path, sizeof(path), "%s/secret", T.spool);
+	cr_assert_eq(unlink(path), 0, "%s: %s", path, strerror(errno));
+	free(hold_one(id));
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0600);
+	cr_assert_eq(st.st_uid, T.svc_uid);
+	cr_assert_eq(st.st_size, 32);
+}

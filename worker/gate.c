@@ -216,10 +216,13 @@ policy_action(const struct list_conf *lc, int who, const char **reason)
 	}
 }
 
+/* The token key; made here if listqd could not at its start (disk full). */
 static int
 load_key(struct worker *w, unsigned char key[TOKEN_KEY_LEN], const char *id)
 {
-	if (token_secret_load(w->spoolfd, key) == 0)
+	if (token_secret_load(w->spoolfd, key) == 0 || (errno == ENOENT &&
+	    token_secret_create(w->spoolfd) == 0 &&
+	    token_secret_load(w->spoolfd, key) == 0))
 		return 0;
 	log_msg(LOG_ERR, id, "the token secret %s/%s cannot be read: %s",
 	    SPOOLDIR, TOKEN_SECRET, strerror(errno));

@@ -88,16 +88,21 @@ write_pid(struct pidfh *pfh)
 	return lock_spool();
 }
 
-/* The key of moderation tokens, made once per installation. */
+/*
+ * The key of moderation tokens, made once per installation.  On a full
+ * spool listqd still starts, since it is what empties the spool; a
+ * worker makes the key when it first needs one.
+ */
 static void
 make_secret(void)
 {
 	int fd = spool_open(SPOOLDIR, LISTQ_UID, LISTQ_GID);
 
 	if (fd == -1 || token_secret_create(fd) == -1)
-		log_exit(EX_TEMPFAIL, NULL, "spool %s: the token secret: %s",
-		    SPOOLDIR, strerror(errno));
-	close(fd);
+		log_msg(LOG_WARNING, NULL, "spool %s: the token secret cannot "
+		    "be made now: %s", SPOOLDIR, strerror(errno));
+	if (fd != -1)
+		close(fd);
 }
 
 int

@@ -29,18 +29,34 @@
 #include "number.h"
 #include "token.h"
 
+/*
+ * Written under a name of its own, then renamed without replacing: two
+ * processes making it at once both end with the one that won.
+ */
 int
 token_secret_create(int spoolfd)
 {
 	unsigned char key[TOKEN_KEY_LEN];
-	int fd;
+	char tmp[64];
+	int fd, rc = -1, saved;
 
 	if (faccessat(spoolfd, TOKEN_SECRET, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
 		return 0;
+	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", TOKEN_SECRET, (long)getpid());
+	if ((fd = openat(spoolfd, tmp, O_WRONLY | O_CREAT | O_EXCL |
+	    O_NOFOLLOW | O_CLOEXEC, 0600)) == -1)
+		return -1;
 	arc4random_buf(key, sizeof(key));
-	fd = durable_replace(spoolfd, TOKEN_SECRET, key, sizeof(key));
+	if (write_full(fd, key, sizeof(key)) == 0 && fsync(fd) == 0 &&
+	    (renameat2(spoolfd, tmp, spoolfd, TOKEN_SECRET,
+	    RENAME_NOREPLACE) == 0 || errno == EEXIST))
+		rc = durable_fsync_dir(spoolfd);
+	saved = errno;
 	explicit_bzero(key, sizeof(key));
-	return fd;
+	close(fd);
+	unlinkat(spoolfd, tmp, 0);	/* ENOENT once renamed */
+	errno = saved;
+	return rc;
 }
 
 int
