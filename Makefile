@@ -78,19 +78,20 @@ SMTP_CLIENT_SRC	= worker/smtp_io.c worker/smtp_reply.c worker/smtp_session.c
 LISTQD_SRC	= worker/bounce.c worker/deliver.c worker/dsn.c worker/listqd.c \
 		  worker/incoming.c worker/master.c worker/msghead.c \
 		  worker/notify.c worker/probe.c worker/relay.c worker/dmarc.c \
-		  worker/mitigate.c worker/schedule.c worker/smtp.c worker/worker.c \
-		  $(SMTP_CLIENT_SRC)
+		  worker/mitigate.c worker/gate.c worker/schedule.c worker/smtp.c \
+		  worker/worker.c $(SMTP_CLIENT_SRC)
 TEST_SRC	= $(wildcard tests/test_*.c) tests/harness.c tests/daemon.c
 # The admin path (listq, and its end in listqd): shared by both programs.
 ADMIN_CORE_SRC	= worker/admin_ops.c worker/control.c worker/service.c \
-		  worker/stats.c
+		  worker/stats.c worker/moderation.c worker/notice.c worker/token.c
 LISTQD_SRC	+= $(ADMIN_CORE_SRC) worker/master_ctl.c worker/worker_ctl.c
 LISTQ_SRC	= worker/listq.c worker/admin_check.c worker/admin_lists.c \
+		  worker/admin_moderate.c \
 		  worker/admin_members.c worker/admin_queue.c \
 		  worker/admin_spool.c worker/admin_status.c worker/json.c \
 		  $(ADMIN_CORE_SRC)
 LISTQ_OBJ	= $(LISTQ_SRC:%.c=$(BUILD)/obj/%.o)
-LISTQ_LIBS	= $(call pc_libs,libcap libbsd-overlay)
+LISTQ_LIBS	= $(call pc_libs,libcap libbsd-overlay gmime-3.0 openssl)
 TEST_SRC	+= tests/admin_run.c
 
 COMMON_OBJ	= $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
@@ -125,7 +126,8 @@ DEB_PKGS	+= libidn12 libgnutls-dane0 libnsl2 libdb5.3 libevent-2.1-7
 DEB_PKGS	+= valgrind	# make valgrind-check
 # DMARC (worker/dmarc.c, mitigate.c): c-ares asks both _dmarc names at
 # once under one deadline, libpsl finds the organizational domain, GMime
-# composes wrapped posts; tests/test_dmarc.c serves DNS with unbound.
+# composes wrapped posts (and the
+# moderators' notices, worker/notice.c); tests/test_dmarc.c serves DNS with unbound.
 DEB_PKGS	+= libc-ares-dev libpsl-dev publicsuffix libgmime-3.0-dev unbound
 # tests/e2e signs list mail with OpenDKIM and verifies it with python3-dkim.
 DEB_PKGS	+= opendkim opendkim-tools python3-dkim python3-dnspython

@@ -362,7 +362,7 @@ class Listq:
         d = os.path.join(self.lists, name)
         os.makedirs(d, mode=0o700, exist_ok=True)
         with open(d + '/config', 'w') as f:
-            f.write('address = %s@example.org\n' % name)
+            f.write('address = %s@example.org\npost_policy = open\n' % name)
         with open(d + '/owners', 'w') as f:
             f.write('owner@example.org\n')
         shutil.copyfile(members, d + '/members')

@@ -68,6 +68,8 @@ static const struct key keys[] = {
 	{ "dns_resolver", STR, S(dns_resolver), 0, 0, "", NULL },
 	{ "dns_timeout", DUR, U(dns_timeout), 1, 60, "2s", NULL },
 	{ "dmarc_defer_time", DUR, U(dmarc_defer_time), 0, 86400, "5m", NULL },
+	{ "moderation_lifetime", DUR, U(moderation_lifetime), 1, 8640000,
+	    "14d", NULL },
 };
 #define NKEYS	(sizeof(keys) / sizeof(keys[0]))
 

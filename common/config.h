@@ -40,6 +40,7 @@ struct config {
 	char		dns_resolver[CONFIG_STR_MAX];	/* ""= resolv.conf */
 	unsigned int	dns_timeout;		/* one DMARC lookup, seconds */
 	unsigned int	dmarc_defer_time;	/* wait for DNS, then mitigate */
+	unsigned int	moderation_lifetime;	/* a held post, then discarded */
 };
 
 enum { TLS_NONE, TLS_MAY, TLS_ENCRYPT, TLS_VERIFY };

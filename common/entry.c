@@ -14,7 +14,8 @@
 #include "entry.h"
 #include "number.h"
 
-static const char *const commands[] = { "post", "owner", "bounces" };
+static const char *const commands[] = { "post", "owner", "bounces",
+    "request" };
 #define SEND	"send"
 static const char *const keys[] = {
 	"listq-entry", "id", "command", "list", "arrival", "uid", "gid",

@@ -3,7 +3,7 @@
  *
  *	listq-entry: 1
  *	id: <queue id>
- *	command: post | owner | bounces
+ *	command: post | owner | bounces | request
  *	list: <list name>
  *	arrival: <seconds>.<microseconds>
  *	uid: <caller's real uid>
@@ -13,7 +13,8 @@
  *	<blank line>
  *	<message bytes, unchanged>
  *
- * post, owner and bounces come from the MTA through the wrapper; send is
+ * post, owner, bounces and request (mail to name-request: a moderator's
+ * decision) come from the MTA through the wrapper; send is
  * listqd's own (DSNs, notices): a finished message with its envelope.
  * The header is ASCII, at most ENTRY_HEADER_MAX bytes, keys in this order,
  * each once.  A reader that meets another version, an unknown key or a bad
@@ -48,7 +49,7 @@ struct entry_header {
 	char		rcpt[ADDR_MAX + 1];	/* send only */
 };
 
-/* True for "post", "owner" and "bounces": what an MTA may submit. */
+/* True for "post", "owner", "bounces", "request": what an MTA submits. */
 bool	entry_command_valid(const char *cmd);
 
 /* True for [a-z0-9][a-z0-9._-]{0,63} without "..". */

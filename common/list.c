@@ -21,6 +21,11 @@
 #include "config.h"
 #include "list.h"
 
+const char *const list_policy_words[] = { "members", "moderated",
+	"announce", "open", NULL };
+const char *const list_nonmember_words[] = { "hold", "reject", "discard",
+	NULL };
+
 /* Sets *out to the index of value in words; NULL, or why when absent. */
 static const char *
 list_word(const char *value, const char *const *words, int *out,
@@ -60,6 +65,12 @@ list_key(const char *key, const char *value, void *arg)
 {
 	struct list_conf *lc = arg;
 
+	if (strcmp(key, "post_policy") == 0)
+		return list_word(value, list_policy_words, &lc->post_policy,
+		    "members, moderated, announce or open");
+	if (strcmp(key, "nonmember_action") == 0)
+		return list_word(value, list_nonmember_words,
+		    &lc->nonmember_action, "hold, reject or discard");
 	if (strcmp(key, "address") == 0) {
 		if (!address_valid(value))
 			return "not a valid address";

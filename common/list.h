@@ -1,11 +1,13 @@
 /*
  * Lists: LISTDIR/<name>/ holds "config" (address = name@domain, optional
- * subject_prefix, verp = yes|no and the dmarc_ keys of listq.conf(5)),
- * "members" and "owners" (one address per line, '#' comments and blank
- * lines ignored; a line that is no address or longer than LIST_LINE_MAX
- * is bad, skipped whole and counted), and "disabled": members kept in the
- * list but not delivered to (same format; missing means none).  A reader
- * takes each file as one
+ * subject_prefix, verp = yes|no, post_policy, nonmember_action and the
+ * dmarc_ keys of listq.conf(5)), "members" and "owners" (one address per
+ * line, '#' comments and blank lines ignored; a line that is no address
+ * or longer than LIST_LINE_MAX is bad, skipped whole and counted), and
+ * "disabled": members kept in the list but not delivered to (same
+ * format; missing means none).  "moderators" and "accept" (same format)
+ * say who moderates (none: the owners) and which non-members may post.
+ * A reader takes each file as one
  * snapshot: writers replace them by rename, so it sees all of the old
  * list or all of the new, never half.
  */
@@ -19,6 +21,11 @@
 #include "address.h"
 #include "entry.h"
 
+/* Who may post; a config without the keys is members + hold (inv. 10). */
+enum post_policy { POLICY_MEMBERS, POLICY_MODERATED, POLICY_ANNOUNCE,
+	POLICY_OPEN };
+enum nonmember_action { NONMEMBER_HOLD, NONMEMBER_REJECT, NONMEMBER_DISCARD };
+
 struct list_conf {
 	char	name[LIST_NAME_MAX + 1];
 	char	address[ADDR_MAX + 1];		/* name@domain */
@@ -27,10 +34,16 @@ struct list_conf {
 	int	dmarc_mitigation;		/* enum dmarc_mitigation */
 	int	dmarc_always;			/* dmarc_mitigation_always */
 	int	dmarc_author_cc;		/* dmarc_author_header = cc */
+	int	post_policy;			/* enum post_policy */
+	int	nonmember_action;		/* enum nonmember_action */
 };
 
 /* What a post From: a DMARC reject or quarantine domain becomes. */
 enum dmarc_mitigation { DMARC_MITIGATE_NONE, DMARC_MUNGE_FROM, DMARC_WRAP };
+
+/* The words of post_policy and nonmember_action, by value. */
+extern const char *const list_policy_words[];
+extern const char *const list_nonmember_words[];
 
 struct addr_list {
 	char	**v;

@@ -20,7 +20,7 @@
 #define DIR_FLAGS	(O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
 
 static const char *const subdirs[] = {
-	SPOOL_TMP, SPOOL_QUEUE, SPOOL_HOLD, SPOOL_CORRUPT
+	SPOOL_TMP, SPOOL_QUEUE, SPOOL_HOLD, SPOOL_CORRUPT, SPOOL_MODERATION
 };
 #define NSUBDIRS	(sizeof(subdirs) / sizeof(subdirs[0]))
 #define NLAYOUT		(NSUBDIRS + QID_BUCKETS)

@@ -5,6 +5,8 @@
  *	  tmp/			entries being written
  *	  queue/00 ... ff	256 buckets, the only place workers read
  *	  hold/ corrupt/	held entries; entries that could not be parsed
+ *	  moderation/		posts awaiting a moderator, each with its
+ *				record <id>.mod (see worker/moderation.h)
  *	  pid			the master's pidfile (flock'd)
  *	  control		the master's control socket
  *
@@ -23,6 +25,7 @@
 #define SPOOL_QUEUE	"queue"
 #define SPOOL_HOLD	"hold"
 #define SPOOL_CORRUPT	"corrupt"
+#define SPOOL_MODERATION "moderation"
 #define SPOOL_PIDFILE	"pid"
 #define SPOOL_CONTROL	"control"
 

@@ -74,6 +74,7 @@ d $SPOOLDIR 0700 $o $o -
 d $SPOOLDIR/tmp 0700 $o $o -
 d $SPOOLDIR/hold 0700 $o $o -
 d $SPOOLDIR/corrupt 0700 $o $o -
+d $SPOOLDIR/moderation 0700 $o $o -
 d $SPOOLDIR/queue 0700 $o $o -
 EOF
 	for b in $(seq 0 255); do
@@ -121,7 +122,7 @@ make_spool() {
 	[ -d "$d$listparent" ] || install -d -m 0755 "$d$listparent"
 	install -d -o "$LISTQ_UID" -g "$LISTQ_GID" -m 0700 "$d$LISTDIR" \
 	    "$d$SPOOLDIR" "$d$SPOOLDIR/tmp" "$d$SPOOLDIR/hold" \
-	    "$d$SPOOLDIR/corrupt" "$d$SPOOLDIR/queue"
+	    "$d$SPOOLDIR/corrupt" "$d$SPOOLDIR/moderation" "$d$SPOOLDIR/queue"
 	for b in $(seq 0 255); do printf '%s/queue/%02x\n' "$d$SPOOLDIR" "$b"; done |
 	    xargs install -d -o "$LISTQ_UID" -g "$LISTQ_GID" -m 0700
 }

@@ -86,7 +86,7 @@ rm -rf "$demo"
 mkdir -p "$demo/lists/demo" "$demo/msg"
 make_spool "$demo/spool" "$uid" "$gid"
 chmod 0700 "$demo/lists/demo"
-printf 'address = demo@example.org\n' > "$demo/lists/demo/config"
+printf 'address = demo@example.org\npost_policy = open\n' > "$demo/lists/demo/config"
 printf '# the owners\nowner@example.org\n' > "$demo/lists/demo/owners"
 {
 	printf '# members of demo\n'

@@ -55,7 +55,7 @@ install_wrapper() {
 # make_spool DIR UID GID: the spool layout of the design, in shell.
 make_spool() {
 	install -d -o "$2" -g "$3" -m 0700 "$1" "$1/tmp" "$1/queue" \
-	    "$1/hold" "$1/corrupt"
+	    "$1/hold" "$1/corrupt" "$1/moderation"
 	for b in $(seq 0 255); do printf '%s/queue/%02x\n' "$1" "$b"; done |
 	    xargs install -d -o "$2" -g "$3" -m 0700
 }

@@ -319,7 +319,7 @@ else
 	# A list, then a post through the wrapper as Postfix's default_privs.
 	l=/var/lib/listq/lists/pkgtest
 	install -d -o list -g list -m 0700 $l
-	printf 'address = pkgtest@lists.example.org\n' > $l/config
+	printf 'address = pkgtest@lists.example.org\npost_policy = open\n' > $l/config
 	printf 'owner@example.org\n' > $l/owners
 	printf 'member@example.net\n' > $l/members
 	chown list:list $l/config $l/owners $l/members
@@ -495,7 +495,7 @@ else
 		        >> /etc/listq/listq.conf
 		    l=/var/lib/listq/lists/pkgtest
 		    install -d -o list -g list -m 0700 $l
-		    echo "address = pkgtest@lists.example.org" > $l/config
+		    printf "address = pkgtest@lists.example.org\npost_policy = open\n" > $l/config
 		    echo owner@example.org > $l/owners
 		    echo member@example.net > $l/members
 		    chown list:list $l/config $l/owners $l/members' \
@@ -576,7 +576,7 @@ else
 		    "$tmp/ct-dpkg.out"
 		in_ct sh -c 'l=/var/lib/listq/lists/pkgtest
 		    install -d -o list -g list -m 0700 $l
-		    echo "address = pkgtest@lists.example.org" > $l/config' \
+		    printf "address = pkgtest@lists.example.org\npost_policy = open\n" > $l/config' \
 		    > "$tmp/ct.out" 2>&1 || true
 		if in_ct systemctl -q is-active listqd; then
 			fail "  ... postinst started listqd despite policy-rc.d"

@@ -79,7 +79,7 @@ Test(wrapper, accepts_post, .init = setup)
 	assert_one_entry("post", MSG, strlen(MSG));
 }
 
-Test(wrapper, accepts_owner_and_bounces, .init = setup)
+Test(wrapper, accepts_owner_bounces_and_request, .init = setup)
 {
 	struct result r;
 
@@ -91,6 +91,17 @@ Test(wrapper, accepts_owner_and_bounces, .init = setup)
 	cr_assert_eq(run_simple("bounces", LIST, MSG, strlen(MSG), &r), 0,
 	    "%s", r.err);
 	assert_one_entry("bounces", MSG, strlen(MSG));
+	spool_reset();
+	list_create(LIST);
+	cr_assert_eq(run_simple("request", LIST, MSG, strlen(MSG), &r), 0,
+	    "%s", r.err);
+	assert_one_entry("request", MSG, strlen(MSG));
+	spool_reset();
+	list_create(LIST);
+	/* Near misses of the new word are still usage errors. */
+	cr_assert_eq(run_simple("requests", LIST, MSG, strlen(MSG), &r), 64);
+	cr_assert_eq(run_simple("reques", LIST, MSG, strlen(MSG), &r), 64);
+	cr_assert_eq(queue_count(NULL, 0), 0);
 }
 
 Test(wrapper, usage_errors, .init = setup)

@@ -23,7 +23,7 @@
 
 /* The spool, opened read-only or, holding the lock, as its owner. */
 struct spool_view {
-	int	 spoolfd, holdfd, corruptfd;
+	int	 spoolfd, holdfd, corruptfd, modfd;
 	int	 bucketfd[QID_BUCKETS];
 };
 
@@ -129,6 +129,8 @@ void	spool_summary_get(struct admin *a, struct spool_summary *s);
 int	listdir_open(void);
 /* Opens LISTDIR/name (exit 67 if none), flock'd against other edits. */
 int	list_open(const char *name, int lock);
+/* Adds addr to LISTDIR/name/file (locked) unless there; 1 if added. */
+int	list_file_add(const char *name, const char *file, const char *addr);
 /* Replaces dirfd/file durably, or exits. */
 void	list_file_replace(int dirfd, const char *file, const char *buf,
 	    size_t len);
@@ -158,5 +160,10 @@ int	cmd_members(struct admin *, int, char **);
 void	prep_members(struct admin *, int, char **);
 int	cmd_aliases(struct admin *, int, char **);
 int	cmd_check(struct admin *, int, char **);
+int	cmd_held(struct admin *, int, char **);
+int	cmd_reject(struct admin *, int, char **);
+int	cmd_accept(struct admin *, int, char **);
+/* admin_queue.c: one request on entries (see cmd_entries); its code. */
+int	entries_request(struct admin *a, const char *verb, const char *arg);
 
 #endif

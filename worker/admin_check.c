@@ -254,6 +254,9 @@ check_lists(void)
 			finding("ok", "list %s: %zu members (%zu disabled), "
 			    "%zu owner%s", names[i], li.members, li.members -
 			    li.enabled, li.owners, li.owners == 1 ? "" : "s");
+		if (li.error[0] == '\0' && li.lc.post_policy == POLICY_OPEN)
+			finding("warning", "list %s: post_policy = open: anyone "
+			    "on the internet reaches every member", names[i]);
 	}
 	free_names(names, n);
 }

@@ -172,8 +172,9 @@ write_list(int fd, const char *name, const char *address, int nowners,
 	FILE *f;
 	int k;
 
-	snprintf(text, sizeof(text), "# list %s\naddress = %s\n", name,
-	    address);
+	/* Invariant 10: members post, the rest waits for a moderator. */
+	snprintf(text, sizeof(text), "# list %s\naddress = %s\n"
+	    "post_policy = members\nnonmember_action = hold\n", name, address);
 	list_file_replace(fd, "config", text, strlen(text));
 	snprintf(text, sizeof(text), "# members of %s, one address a line\n",
 	    name);
@@ -366,7 +367,8 @@ alias_line(const char *key, const char *wrapper, const char *role,
 static void
 print_postfix(char **names, size_t n, const char *wrapper)
 {
-	static const char *const roles[] = { "post", "owner", "bounces" };
+	static const char *const roles[] = { "post", "owner", "bounces",
+	    "request" };
 	char key[LIST_NAME_MAX + 16];
 	size_t i, r;
 
@@ -375,7 +377,7 @@ print_postfix(char **names, size_t n, const char *wrapper)
 	    "default_privs, whose group\n# must be allowed to run the "
 	    "wrapper (MAIL_GIDS: %s).\n", SETTING_TEXT(MAIL_GIDS));
 	for (i = 0; i < n; i++)
-		for (r = 0; r < 3; r++) {
+		for (r = 0; r < 4; r++) {
 			snprintf(key, sizeof(key), "%s%s%s:", names[i],
 			    r ? "-" : "", r ? roles[r] : "");
 			alias_line(key, wrapper, roles[r], names[i]);
@@ -406,7 +408,8 @@ print_exim(char **names, size_t n)
 static void
 print_opensmtpd(char **names, size_t n)
 {
-	static const char *const suffix[] = { "", "-owner", "-bounces" };
+	static const char *const suffix[] = { "", "-owner", "-bounces",
+	    "-request" };
 	struct list_conf lc;
 	char error[256];
 	const char *at;
@@ -424,7 +427,7 @@ print_opensmtpd(char **names, size_t n)
 			    "no address");
 			continue;
 		}
-		for (r = 0; r < 3; r++)
+		for (r = 0; r < 4; r++)
 			printf("%s%s%s\n", names[i], suffix[r], at);
 	}
 }

@@ -163,6 +163,21 @@ edit_file(int dirfd, const char *file, const struct addr_list *drop,
 	addr_list_free(&have);
 }
 
+int
+list_file_add(const char *name, const char *file, const char *addr)
+{
+	struct addr_list add = { NULL, 0 }, none = { NULL, 0 };
+	size_t gone = 0, added = 0;
+	int fd = list_open(name, 1);
+
+	if (addr_list_add(&add, addr) == -1)
+		err(EX_OSERR, NULL);
+	edit_file(fd, file, &none, &add, &gone, &added);
+	addr_list_free(&add);
+	close(fd);
+	return added > 0;
+}
+
 /* Addresses from the command line: all valid, or nothing is done. */
 static void
 args_addresses(int argc, char **argv, struct addr_list *l)

@@ -24,6 +24,7 @@
 
 #include "admin_ops.h"
 #include "log.h"
+#include "moderation.h"
 #include "state.h"
 
 #define MSG_LEN	160
@@ -328,7 +329,8 @@ each(struct adm *a, int areas, const char *list, adm_op op,
 	return n;
 }
 
-enum arg_kind { ARG_NONE, ARG_ID, ARG_LIST, ARG_ID_OR_NONE };
+/* ARG_ID_TEXT: an id, then optional free text (reject's reason). */
+enum arg_kind { ARG_NONE, ARG_ID, ARG_LIST, ARG_ID_OR_NONE, ARG_ID_TEXT };
 
 static const struct verb {
 	const char	*name;
@@ -344,6 +346,9 @@ static const struct verb {
 	{ "delete-list", op_delete, ADM_QUEUE | ADM_HOLD, ARG_LIST },
 	{ "requeue", op_requeue, 0, ARG_ID },
 	{ "flush", op_flush, ADM_QUEUE, ARG_ID_OR_NONE },
+	{ "approve", mod_op_approve, 0, ARG_ID },
+	{ "reject", mod_op_reject, 0, ARG_ID_TEXT },
+	{ "discard", mod_op_discard, 0, ARG_ID },
 };
 
 static const struct verb *
@@ -357,23 +362,35 @@ find_verb(const char *name, const char *arg)
 		if (strcmp(name, v->name) != 0)
 			continue;
 		if ((v->arg == ARG_NONE && arg != NULL) ||
-		    ((v->arg == ARG_ID || v->arg == ARG_LIST) && arg == NULL))
+		    ((v->arg == ARG_ID || v->arg == ARG_LIST ||
+		    v->arg == ARG_ID_TEXT) && arg == NULL))
 			return NULL;
 		return v;
 	}
 	return NULL;
 }
 
+/* The id at the start of "ID[ TEXT]", copied into id. */
+static const char *
+id_part(const char *arg, char id[QID_SIZE])
+{
+	strlcpy(id, arg, QID_SIZE);
+	return id;
+}
+
 int
 adm_route(const char *verb, const char *arg)
 {
 	const struct verb *v = find_verb(verb, arg);
+	char id[QID_SIZE];
 
 	if (v == NULL)
 		return -1;
 	if (v->arg == ARG_LIST || arg == NULL)
 		return ADM_ALL;
-	return qid_valid(arg) ? ADM_ONE : -1;
+	return qid_valid(arg) || (v->arg == ARG_ID_TEXT &&
+	    strlen(arg) > QID_LEN && arg[QID_LEN] == ' ' &&
+	    qid_valid(id_part(arg, id))) ? ADM_ONE : -1;
 }
 
 long
@@ -381,7 +398,7 @@ adm_request(struct adm *a, const char *verb, const char *arg,
     adm_report report, void *rarg)
 {
 	const struct verb *v = find_verb(verb, arg);
-	char msg[MSG_LEN];
+	char msg[MSG_LEN], id[QID_SIZE];
 
 	if (v == NULL)
 		return -1;
@@ -389,6 +406,10 @@ adm_request(struct adm *a, const char *verb, const char *arg,
 		return each(a, v->areas, arg, v->op, report, rarg);
 	if (arg == NULL)
 		return each(a, v->areas, NULL, v->op, report, rarg);
+	if (v->arg == ARG_ID_TEXT) {
+		a->text = strlen(arg) > QID_LEN ? arg + QID_LEN + 1 : NULL;
+		arg = id_part(arg, id);
+	}
 	if (!owned(a, arg)) {
 		report(rarg, EX_USAGE, arg, "not a queue id of this owner");
 		return 1;

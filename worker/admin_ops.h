@@ -16,9 +16,10 @@ enum adm_change { ADM_GONE, ADM_DUE };
 
 /* The owner's view: the directories it may change, and who asks. */
 struct adm {
-	int	 spoolfd, holdfd, corruptfd;
+	int	 spoolfd, holdfd, corruptfd, modfd;	/* modfd: moderation/ */
 	int	*bucketfd;		/* [QID_BUCKETS]; -1: not ours */
 	uid_t	 who;			/* the admin, for the log */
+	const char *text;		/* reject's reason, or NULL */
 	/*
 	 * A running worker's schedule, told of each change (listqd); NULL
 	 * in listq, whose changes the pool reads from the state files.
@@ -34,7 +35,8 @@ typedef void (*adm_report)(void *arg, int code, const char *id,
 
 /*
  * Runs "VERB [ARG]" (hold ID, hold-list LIST, release ID, release-all,
- * delete ID, delete-list LIST, requeue ID, flush [ID]) on the entries
+ * delete ID, delete-list LIST, requeue ID, flush [ID], approve ID,
+ * reject ID [REASON], discard ID) on the entries
  * of this owner, reporting each.  Returns how many entries were acted
  * on, or -1 for an unknown verb or a missing argument.
  */

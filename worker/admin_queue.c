@@ -137,6 +137,8 @@ static const struct entry_cmd {
 	{ "release", "all", "release-all", 0 },
 	{ "delete", "list", "delete-list", 1 },
 	{ "requeue", NULL, NULL, 0 },
+	{ "approve", NULL, NULL, 0 },
+	{ "discard", NULL, NULL, 0 },
 };
 
 static const struct entry_cmd *
@@ -148,6 +150,15 @@ entry_cmd(const char *name)
 		if (strcmp(name, entry_cmds[i].name) == 0)
 			return &entry_cmds[i];
 	abort();
+}
+
+int
+entries_request(struct admin *a, const char *verb, const char *arg)
+{
+	struct outcome o = { 0, 0, 0, 0 };
+
+	request(a, verb, arg, &o);
+	return o.code;
 }
 
 /* IDs from stdin, one a line (as postsuper -d - reads them). */

@@ -45,13 +45,16 @@ spool_view_open(struct spool_view *v)
 	char why[512];
 	unsigned int b;
 
-	if (spool_check(SPOOLDIR, LISTQ_UID, LISTQ_GID, why, sizeof(why)) ==
+	/* Creates only what is missing: moderation/ in an older spool. */
+	if (spool_create(SPOOLDIR, LISTQ_UID, LISTQ_GID, why, sizeof(why)) ==
 	    -1)
 		errx(EX_TEMPFAIL, "spool: %s", why);
 	if ((v->spoolfd = spool_open(SPOOLDIR, LISTQ_UID, LISTQ_GID)) == -1 ||
 	    (v->holdfd = spool_open_dir(v->spoolfd, SPOOL_HOLD, LISTQ_UID,
 	    LISTQ_GID)) == -1 || (v->corruptfd = spool_open_dir(v->spoolfd,
-	    SPOOL_CORRUPT, LISTQ_UID, LISTQ_GID)) == -1)
+	    SPOOL_CORRUPT, LISTQ_UID, LISTQ_GID)) == -1 ||
+	    (v->modfd = spool_open_dir(v->spoolfd, SPOOL_MODERATION,
+	    LISTQ_UID, LISTQ_GID)) == -1)
 		err(EX_TEMPFAIL, "spool %s", SPOOLDIR);
 	for (b = 0; b < QID_BUCKETS; b++)
 		if ((v->bucketfd[b] = spool_open_bucket(v->spoolfd, b,

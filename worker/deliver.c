@@ -37,6 +37,7 @@
 
 #include "deliver.h"
 #include "entry.h"
+#include "gate.h"
 #include "list.h"
 #include "log.h"
 #include "mitigate.h"
@@ -408,7 +409,7 @@ expand(struct job *j, int fd, const char *head, struct list_cache *l,
 
 /* An entry that needs no delivery (a processed bounce) leaves the spool. */
 static void
-consume(struct worker *w, struct job *j)
+consume(struct worker *w, struct job *j, const char *what)
 {
 	char st[QID_SIZE + sizeof(STATE_SUFFIX)];
 
@@ -420,8 +421,36 @@ consume(struct worker *w, struct job *j)
 	}
 	unlinkat(j->bucketfd, st, 0);
 	fsync(j->bucketfd);
-	log_msg(LOG_INFO, j->e.id, "removed (bounce processed)");
+	log_msg(LOG_INFO, j->e.id, "removed (%s)", what);
 	j->skip = 2;
+}
+
+/*
+ * The posting gate, before any expansion: a post may be held, rejected
+ * or discarded (gate.c); a request (a moderator's decision) is taken and
+ * consumed.  -1: nothing to deliver now.
+ */
+static int
+gated(struct worker *w, struct job *j, int fd, const char *head,
+    const struct list_conf *lc)
+{
+	if (strcmp(j->h.command, "request") == 0) {
+		gate_request(w, &j->h, head, lc);
+		consume(w, j, "request processed");
+		return -1;
+	}
+	if (strcmp(j->h.command, "post") != 0)
+		return 0;
+	switch (gate_post(w, &j->h, j->bucketfd, fd, j->body, head, lc)) {
+	case GATE_PASS:
+		return 0;
+	case GATE_TAKEN:
+		j->skip = 2;
+		return -1;
+	default:
+		j->e.next = time(NULL) + w->ctx->cfg.min_backoff;
+		return -1;
+	}
 }
 
 /*
@@ -516,10 +545,12 @@ load_or_expand(struct worker *w, struct job *j, int fd, const char *head,
 		if (l != NULL)
 			list_forget_members(l);	/* it may disable one */
 		if (rc == 1) {
-			consume(w, j);
+			consume(w, j, "bounce processed");
 			return -1;
 		}
 	}
+	if (l != NULL && gated(w, j, fd, head, &l->lc) == -1)
+		return -1;
 	if (expand(j, fd, head, l, &why) == -1) {
 		move_aside(w, j, w->holdfd, SPOOL_HOLD, why);
 		return -1;

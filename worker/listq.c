@@ -61,6 +61,16 @@ static const struct command commands[] = {
 	    "remove entries for good (logged with your uid)", NULL },
 	{ "requeue", cmd_entries, NEED_OWNER, "requeue ID... | -",
 	    "attempt entries now with their backoff reset", NULL },
+	{ "held", cmd_held, 0, "held [--json] [LIST]",
+	    "posts waiting for a moderator", NULL },
+	{ "approve", cmd_entries, NEED_OWNER, "approve ID...",
+	    "deliver held posts to the members", NULL },
+	{ "reject", cmd_reject, NEED_OWNER, "reject [--reason TEXT] ID...",
+	    "refuse held posts, telling their senders", NULL },
+	{ "discard", cmd_entries, NEED_OWNER, "discard ID...",
+	    "drop held posts silently", NULL },
+	{ "accept", cmd_accept, NEED_OWNER, "accept ADDRESS LIST",
+	    "let a non-member post, and approve its held posts", NULL },
 	{ "lists", cmd_lists, 0, "lists [--json]",
 	    "every list with its address and member counts", NULL },
 	{ "newlist", cmd_newlist, 0, "newlist NAME@DOMAIN OWNER...",
@@ -222,8 +232,8 @@ take_spool(struct admin *a)
 			spool_view_open(&a->sv);
 			a->ops = (struct adm){ .spoolfd = a->sv.spoolfd,
 			    .holdfd = a->sv.holdfd, .corruptfd =
-			    a->sv.corruptfd, .bucketfd = a->sv.bucketfd,
-			    .who = a->who };
+			    a->sv.corruptfd, .modfd = a->sv.modfd,
+			    .bucketfd = a->sv.bucketfd, .who = a->who };
 			return;
 		}
 		if (errno != EEXIST)
@@ -269,7 +279,7 @@ admin_init(struct admin *a)
 	memset(a, 0, sizeof(*a));
 	a->config_path = SYSCONFDIR "/" CONFIG_FILE;
 	a->ctl = -1;
-	a->sv.spoolfd = a->sv.holdfd = a->sv.corruptfd = -1;
+	a->sv.spoolfd = a->sv.holdfd = a->sv.corruptfd = a->sv.modfd = -1;
 	for (i = 0; i < QID_BUCKETS; i++)
 		a->sv.bucketfd[i] = -1;
 }

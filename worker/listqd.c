@@ -30,6 +30,7 @@
 #include "service.h"
 #include "settings.h"
 #include "spool.h"
+#include "token.h"
 
 static void __attribute__((noreturn))
 usage(void)
@@ -87,6 +88,23 @@ write_pid(struct pidfh *pfh)
 	return lock_spool();
 }
 
+/*
+ * The key of moderation tokens, made once per installation.  On a full
+ * spool listqd still starts, since it is what empties the spool; a
+ * worker makes the key when it first needs one.
+ */
+static void
+make_secret(void)
+{
+	int fd = spool_open(SPOOLDIR, LISTQ_UID, LISTQ_GID);
+
+	if (fd == -1 || token_secret_create(fd) == -1)
+		log_msg(LOG_WARNING, NULL, "spool %s: the token secret cannot "
+		    "be made now: %s", SPOOLDIR, strerror(errno));
+	if (fd != -1)
+		close(fd);
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -121,9 +139,11 @@ main(int argc, char *argv[])
 	log_init("listqd", foreground ? LOG_ALSO_STDERR : LOG_ERRORS_STDERR);
 	load_config(config_path, explicit, &cfg, (unsigned int)workers);
 	service_become("listqd");
-	if (spool_check(SPOOLDIR, LISTQ_UID, LISTQ_GID, why, sizeof(why)) == -1)
+	/* spool_create: a spool from before moderation/ gains it here. */
+	if (spool_create(SPOOLDIR, LISTQ_UID, LISTQ_GID, why, sizeof(why)) == -1)
 		log_exit(EX_TEMPFAIL, NULL, "spool: %s", why);
 	pfh = lock_spool();
+	make_secret();
 	if (!foreground && getenv("NOTIFY_SOCKET") == NULL &&
 	    daemon(0, 0) == -1)
 		log_exit(EX_OSERR, NULL, "daemon: %s", strerror(errno));

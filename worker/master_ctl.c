@@ -292,7 +292,7 @@ pass(struct master *m, unsigned int i, int fd, uid_t uid, const char *req)
 static void
 dispatch(struct master *m, int fd, uid_t uid, char *req)
 {
-	char copy[CTL_REQUEST_MAX], *arg = copy, *verb;
+	char copy[CTL_REQUEST_MAX], *arg = copy, *verb, id[QID_SIZE];
 	unsigned int i;
 	int route;
 
@@ -310,8 +310,10 @@ dispatch(struct master *m, int fd, uid_t uid, char *req)
 	} else if ((route = adm_route(verb, arg)) == -1)
 		say(fd, "err %d - bad request\n", EX_USAGE);
 	else if (route == ADM_ONE) {
+		/* The id alone: "reject ID REASON" has text after it. */
+		strlcpy(id, arg, sizeof(id));
 		say(fd, "parts 1\n");
-		pass(m, qid_bucket_owner(qid_bucket(arg), m->n), fd, uid, req);
+		pass(m, qid_bucket_owner(qid_bucket(id), m->n), fd, uid, req);
 	} else {
 		say(fd, "parts %u\n", m->n);
 		for (i = 0; i < m->n; i++)

@@ -30,6 +30,7 @@
 
 #include "deliver.h"
 #include "log.h"
+#include "moderation.h"
 #include "relay.h"
 #include "settings.h"
 #include "spool.h"
@@ -127,6 +128,12 @@ sweep_name(struct worker *w, unsigned int b, const char *name)
 		if (fstatat(w->bucketfd[b], id, &st, AT_SYMLINK_NOFOLLOW) ==
 		    0 || errno != ENOENT || join_message(w, b, id, name))
 			return;
+	} else if (strcmp(dot, MOD_SUFFIX) == 0) {
+		struct adm a;
+
+		worker_adm(w, &a);
+		mod_sweep_bucket(&a, w->bucketfd[b], id, name);
+		return;
 	} else if (strcmp(dot, ".state.tmp") != 0)
 		return;
 	if (unlinkat(w->bucketfd[b], name, 0) == 0)
@@ -184,6 +191,19 @@ scan_all(struct worker *w)
 	    (double)(t1.tv_sec - t0.tv_sec) +
 	    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	w->next_rescan = time(NULL) + w->ctx->cfg.rescan_interval;
+	w->mod_due = true;
+}
+
+/* Held posts: decisions dropped by other workers, expiry. */
+static void
+sweep_moderation(struct worker *w)
+{
+	struct adm a;
+
+	w->mod_due = false;
+	worker_doing(w, "moderation", NULL);
+	worker_adm(w, &a);
+	mod_sweep(&a, time(NULL));
 }
 
 static void
@@ -200,6 +220,10 @@ read_inotify(struct worker *w)
 			ev = (const struct inotify_event *)(void *)p;
 			if (ev->mask & IN_Q_OVERFLOW) {
 				w->next_rescan = 0;
+				continue;
+			}
+			if (ev->wd == w->mod_wd) {
+				w->mod_due = true;
 				continue;
 			}
 			if (ev->wd < 0 || ev->wd >= QID_BUCKETS * 2 ||
@@ -221,9 +245,11 @@ open_spool(struct worker *w)
 	w->holdfd = spool_open_dir(w->spoolfd, SPOOL_HOLD, LISTQ_UID, LISTQ_GID);
 	w->corruptfd = spool_open_dir(w->spoolfd, SPOOL_CORRUPT, LISTQ_UID,
 	    LISTQ_GID);
+	w->modfd = spool_open_dir(w->spoolfd, SPOOL_MODERATION, LISTQ_UID,
+	    LISTQ_GID);
 	w->inofd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (w->spoolfd == -1 || w->holdfd == -1 || w->corruptfd == -1 ||
-	    w->inofd == -1)
+	    w->modfd == -1 || w->inofd == -1)
 		log_exit(EX_TEMPFAIL, NULL, "worker %u: spool %s: %s",
 		    w->ctx->index, SPOOLDIR, strerror(errno));
 	memset(w->wd_bucket, -1, sizeof(w->wd_bucket));
@@ -256,6 +282,12 @@ watch_buckets(struct worker *w)
 			    "%02x: %s", w->ctx->index, b, strerror(errno));
 		w->wd_bucket[wd] = (int)b;
 	}
+	/* A decision dropped for this worker is created there. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", w->modfd);
+	if ((w->mod_wd = inotify_add_watch(w->inofd, path, IN_CREATE |
+	    IN_ONLYDIR)) < 0)
+		log_exit(EX_TEMPFAIL, NULL, "worker %u: watching %s/: %s",
+		    w->ctx->index, SPOOL_MODERATION, strerror(errno));
 }
 
 /* How long poll may sleep: until the next entry, rescan or relay retry. */
@@ -291,6 +323,8 @@ run(struct worker *w)
 		now = time(NULL);
 		if (now >= w->next_rescan)
 			scan_all(w);
+		if (w->mod_due)
+			sweep_moderation(w);
 		if (w->flushing) {
 			sched_flush(&w->sched);
 			w->relay_retry_at = 0;

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 
+#include "admin_ops.h"
 #include "pool.h"
 #include "schedule.h"
 
@@ -14,6 +15,7 @@ struct worker {
 	int		 spoolfd;
 	int		 bucketfd[QID_BUCKETS];	/* -1: not ours */
 	int		 holdfd, corruptfd;
+	int		 modfd, mod_wd;		/* moderation/, its watch */
 	int		 sigfd, inofd;
 	int		 wd_bucket[QID_BUCKETS * 2]; /* inotify wd -> bucket */
 	struct schedule	 sched;
@@ -21,6 +23,7 @@ struct worker {
 	time_t		 next_rescan;
 	bool		 stopping;
 	bool		 flushing;
+	bool		 mod_due;		/* moderation/ to sweep */
 };
 
 /* Is bucket b ours? */
@@ -29,6 +32,8 @@ bool	worker_owns(const struct worker *w, unsigned int b);
 bool	worker_check_signals(struct worker *w);
 /* Says what the worker does, in the process title and its slot. */
 void	worker_doing(struct worker *w, const char *what, const char *id);
+/* This worker as the owner in admin_ops (worker_ctl.c); who: nobody. */
+void	worker_adm(struct worker *w, struct adm *a);
 /* Handles the listq requests the master passed (worker_ctl.c). */
 void	worker_control(struct worker *w);
 

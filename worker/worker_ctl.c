@@ -53,17 +53,25 @@ changed(void *arg, unsigned int b, const char *id, enum adm_change what)
 	w->relay_retry_at = 0;
 }
 
+void
+worker_adm(struct worker *w, struct adm *a)
+{
+	*a = (struct adm){ .spoolfd = w->spoolfd, .holdfd = w->holdfd,
+	    .corruptfd = w->corruptfd, .modfd = w->modfd,
+	    .bucketfd = w->bucketfd, .changed = changed, .arg = w,
+	    .who = (uid_t)-1 };
+}
+
 /* "UID VERB [ARG]": acts and answers on fd. */
 static void
 handle(struct worker *w, char *req, int fd)
 {
-	struct adm a = { .spoolfd = w->spoolfd, .holdfd = w->holdfd,
-	    .corruptfd = w->corruptfd, .bucketfd = w->bucketfd,
-	    .changed = changed, .arg = w, .who = (uid_t)-1 };
+	struct adm a;
 	char *uid = strsep(&req, " "), *verb = strsep(&req, " ");
 	struct ctl_out out;
 	uint64_t who;
 
+	worker_adm(w, &a);
 	ctl_out_init(&out, fd);
 	worker_doing(w, "answering listq", NULL);
 	/* The master writes the uid; (uid_t)-1 is no one's. */

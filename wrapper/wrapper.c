@@ -2,7 +2,7 @@
  * listq-wrapper: the only privileged program of listq.  An MTA alias pipe
  * runs it as
  *
- *	listq-wrapper post|owner|bounces LIST < message
+ *	listq-wrapper post|owner|bounces|request LIST < message
  *
  * It becomes the service uid:gid, streams the message into
  * SPOOLDIR/tmp/<id> behind an entry header, commits it into its bucket
@@ -147,10 +147,10 @@ check_args(int argc, char *argv[])
 {
 	if (argc != 3)
 		log_exit(EX_USAGE, NULL, "usage: listq-wrapper "
-		    "post|owner|bounces LIST");
+		    "post|owner|bounces|request LIST");
 	if (!entry_command_valid(argv[1]))
 		log_exit(EX_USAGE, NULL, "unknown command \"%.16s\" (expected "
-		    "post, owner or bounces)", argv[1]);
+		    "post, owner, bounces or request)", argv[1]);
 	if (!list_name_valid(argv[2]))
 		log_exit(EX_USAGE, NULL, "bad list name \"%.80s\" (expected "
 		    "[a-z0-9][a-z0-9._-]{0,63}, no \"..\")", argv[2]);

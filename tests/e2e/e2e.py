@@ -52,6 +52,8 @@ NOBODY = 65534
 MAXSIZE = 262144
 LDOM, MDOM, PDOM = "lists.e2e.test", "members.e2e.test", "posters.e2e.test"
 NMEMBERS, NPOSTS, WORKERS = 300, 50, 4
+MOD = "moderator@" + PDOM
+MODL_MEMBERS = ["q1@" + MDOM, "q2@" + MDOM]
 
 SPOOL = os.path.join(ROOT, "spool")
 LISTS = os.path.join(ROOT, "lists")
@@ -249,6 +251,18 @@ def make_lists(aliases_args=("aliases",)):
     listq("members", "dm", "add", "d1@" + MDOM)
     with open(os.path.join(LISTS, "dm", "config"), "a") as fh:
         fh.write("dmarc_mitigation = munge_from\n")
+    # These lists take posts from the posters, who are not members.
+    for l in ("big", "probe", "bounce", "verpl", "dm"):
+        with open(os.path.join(LISTS, l, "config"), "a") as fh:
+            fh.write("post_policy = open\n")
+    # modl keeps newlist's default (members + hold); MOD moderates.
+    listq("newlist", "modl@" + LDOM, owner)
+    listq("members", "modl", "add", *MODL_MEMBERS)
+    mods = os.path.join(LISTS, "modl", "moderators")
+    with open(mods, "w") as fh:
+        fh.write(MOD + "\n")
+    os.chown(mods, SVC_UID, SVC_GID)
+    os.chmod(mods, 0o600)
     # gone: its aliases stay, the list goes.
     listq("newlist", "gone@" + LDOM, owner)
     aliases = listq(*aliases_args)
@@ -256,7 +270,8 @@ def make_lists(aliases_args=("aliases",)):
     mailboxes = members + ["p1@" + MDOM, "b1@" + MDOM, "b2@" + MDOM,
                            "d1@" + MDOM,
                            "poster1@" + PDOM, "poster2@" + PDOM,
-                           "poster3@" + PDOM, owner, "postmaster@" + PDOM]
+                           "poster3@" + PDOM, owner, "postmaster@" + PDOM,
+                           MOD] + MODL_MEMBERS
     return aliases, mailboxes
 
 
@@ -892,6 +907,49 @@ def dsn_in(addr, text, timeout):
     return wait_for(find, timeout, 0.3)
 
 
+def phase_moderation(post_port):
+    section("moderation: a stranger's post held, approved by a reply")
+    post(post_port, "poster1@" + PDOM, "modl@" + LDOM,
+         "modl-1@post.e2e.test", "from a stranger", "held until approved\n")
+    notice = wait_for(lambda: mails(MOD), 30)
+    check(bool(notice), "the moderator gets a notice through Postfix")
+    if not notice:
+        return
+    check(len(notice) == 1, "  ... exactly one", "%d" % len(notice))
+    h = headers(notice[0])
+    subject = " ".join((h.get("Subject") or "").split())
+    check(h.get("Auto-Submitted") == "auto-replied" and
+          h.get("X-Loop") == "modl@" + LDOM,
+          "  ... Auto-Submitted: auto-replied and the list's X-Loop")
+    check(all(len(mails(m)) == 0 for m in MODL_MEMBERS),
+          "no member has the post while it is held")
+    m = re.search(r"approve-[0-9A-Za-z]+-[0-9]+-[0-9a-f]+", subject)
+    check(m is not None, "the notice's Subject carries the approve token",
+          subject)
+    if m is None:
+        return
+    # The moderator's client replies: to Reply-To, "Re: " + Subject.
+    check((h.get("Reply-To") or "").strip("<> ") == "modl-request@" + LDOM,
+          "  ... and its Reply-To is modl-request@" + LDOM)
+    post(post_port, MOD, "modl-request@" + LDOM, "modl-reply@post.e2e.test",
+         "Re: " + subject, "yes\n")
+    got = wait_for(lambda: all(len(mails(x)) >= 1 for x in MODL_MEMBERS), 30)
+    check(got, "the approval by mail, through Postfix, delivers the post "
+          "to every member")
+    wait_for(lambda: not spool_entries(), 30)
+    ok_once = all(len(mails(x)) == 1 and
+                  post_id(mails(x)[0]) == "modl-1@post.e2e.test"
+                  for x in MODL_MEMBERS)
+    check(ok_once, "  ... each member's Maildir holds it once",
+          str([len(mails(x)) for x in MODL_MEMBERS]))
+    # The same reply again: the token is spent.
+    post(post_port, MOD, "modl-request@" + LDOM, "modl-replay@post.e2e.test",
+         "Re: " + subject, "yes\n")
+    spent = wait_for(lambda: "no such held post" in read(LQLOG), 30)
+    check(spent and all(len(mails(x)) == 1 for x in MODL_MEMBERS),
+          "a replayed approval does nothing but a log line")
+
+
 def phase_refusals(post_port, mta=None):
     mta = mta or POSTFIX
     section("refusals: no such list, too large, spool read-only")
@@ -1198,6 +1256,7 @@ def main():
         phase_bounces(post_port)
         phase_refusals(post_port)
         phase_dmarc(post_port)
+        phase_moderation(post_port)
         check(system_postfix() == sys_before, "the system's Postfix "
               "(/etc/postfix) untouched: no main.cf, nothing changed")
         note("posts %d, copies %d, duplicates after the kill %d; "
