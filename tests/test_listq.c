@@ -946,8 +946,9 @@ Test(listq, aliases_exim_and_opensmtpd, .init = setup, .fini = teardown,
 	HAS(O.out, "\nalpha@");
 	cr_assert_str_eq(strstr(O.out, "\nalpha@") + 1,
 	    "alpha@example.org\nalpha-owner@example.org\n"
-	    "alpha-bounces@example.org\nbeta.x@example.org\n"
-	    "beta.x-owner@example.org\nbeta.x-bounces@example.org\n",
+	    "alpha-bounces@example.org\nalpha-request@example.org\n"
+	    "beta.x@example.org\nbeta.x-owner@example.org\n"
+	    "beta.x-bounces@example.org\nbeta.x-request@example.org\n",
 	    "opensmtpd: %s", O.out);
 	LQ(0, "aliases", "--format", "exim");	/* the older name */
 	HAS(O.out, "\nbeta.x\n");
