@@ -53,6 +53,7 @@ else
 fi
 
 export LISTQ_TEST_SINK="$top/$BUILD/tests/listq-sink"
+export LISTQ_TEST_SWEEP="$top/tests/spool_sweep.sh"
 
 # One test at a time: they share the spool compiled into the wrapper.
 "$suite" --jobs=1 --verbose "$@"

@@ -283,9 +283,12 @@ Test(wrapper, spool_missing_or_unsafe_gives_tempfail, .init = setup)
 	assert_nothing_queued();
 }
 
+static size_t partial_seen;	/* tmp/ files when terminate() struck */
+
 static void
 terminate(pid_t pid)
 {
+	partial_seen = tmp_count();
 	kill(pid, SIGTERM);
 }
 
@@ -296,7 +299,10 @@ Test(wrapper, signal_while_reading_removes_partial, .init = setup)
 	    .len = strlen(MSG), .while_running = terminate };
 	struct result r;
 
+	partial_seen = 0;
 	run_wrapper(&run, &r);
+	cr_assert_eq(partial_seen, 1, "no partial tmp/ file when the signal "
+	    "came");
 	cr_assert_eq(r.status, 75, "%d: %s", r.status, r.err);
 	assert_nothing_queued();
 }

@@ -515,6 +515,7 @@ Test(disk, wrapper_faults)
 				    "entry was taken out of its bucket", site);
 			} else
 				assert_nothing_left(site);
+			spool_sweep();
 			add_site(&sites, site);
 		}
 	free(m);
@@ -568,6 +569,7 @@ worker_run(const char *shim, const char *kind, int nth, const char *listqd)
 	    kind, nth);
 	daemon_stop(&d);
 	sink_stop(&s);
+	spool_sweep();
 	site = injected(log, listqd);
 	cr_assert_eq(copies(one, 1, "m0@members.example"), 1, "%s: m0",
 	    site != NULL ? site : kind);
