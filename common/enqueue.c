@@ -3,7 +3,9 @@
  *
  * Invariants: an entry is invisible to workers until its rename into a
  * bucket (invariant 2), and the caller is told it is queued only after
- * the file and the bucket directory are on disk (invariant 1); the tmp/
+ * the file and the bucket directory are on disk (invariant 1); once
+ * renamed into its bucket the entry is never touched again, even when
+ * the bucket's fsync fails (invariant 3); the tmp/
  * file is created O_CREAT|O_EXCL|O_NOFOLLOW with mode 0600, so it never
  * follows or replaces anything (invariant 6).
  */
@@ -75,31 +77,24 @@ enqueue_commit(struct enqueue *q, int spoolfd, uid_t uid, gid_t gid)
 		errno = saved;
 		return -1;
 	}
-	if (fsync(q->fd) == -1 || renameat(q->tmpfd, q->h.id, bucketfd,
-	    q->h.id) == -1) {
-		saved = errno;
-		close(bucketfd);
-		enqueue_abort(q);
-		errno = saved;
-		return -1;
-	}
-	if ((rc = durable_fsync_dir(bucketfd)) == -1) {
-		/*
-		 * The rename may not survive a crash, so the entry is not
-		 * accepted, and the caller will say so (the MTA retries):
-		 * take it back into tmp/ for enqueue_abort() to remove,
-		 * or the retry would deliver it twice.
-		 */
-		saved = errno;
-		renameat(bucketfd, q->h.id, q->tmpfd, q->h.id);
-		close(bucketfd);
-		enqueue_abort(q);
-		errno = saved;
-		return -1;
-	}
+	/*
+	 * Once renamed, the entry belongs to the worker owning the bucket
+	 * (invariant 3) and is never touched here again: when the bucket
+	 * cannot be fsync'd the rename may not survive a crash, so the
+	 * caller is told it failed (the MTA retries) and the entry stays --
+	 * a possible duplicate on an I/O error, never a loss.  The abort
+	 * then finds no tmp/ file to remove.
+	 */
+	rc = durable_commit(q->fd, q->tmpfd, q->h.id, bucketfd, q->h.id);
+	saved = errno;
 	close(bucketfd);
-	close(q->fd);
-	q->fd = -1;
+	if (rc == -1)
+		enqueue_abort(q);
+	else {
+		close(q->fd);
+		q->fd = -1;
+	}
+	errno = saved;
 	return rc;
 }
 

@@ -27,9 +27,9 @@ int	enqueue_open(struct enqueue *q, int tmpfd,
 int	enqueue_write(struct enqueue *q, const void *buf, size_t len);
 /*
  * The commit point (invariant 1): fsync, rename into queue/<bucket>/ of
- * spoolfd, fsync the bucket.  On failure nothing is left: the tmp/ file
- * is removed, and an entry renamed into a bucket that could not be
- * fsync'd is taken back and removed too.
+ * spoolfd, fsync the bucket.  On a failure before the rename the tmp/
+ * file is removed; after it the entry is left where it is, owned by its
+ * bucket's worker, and -1 still says that it is not durable.
  */
 int	enqueue_commit(struct enqueue *q, int spoolfd, uid_t uid, gid_t gid);
 /*

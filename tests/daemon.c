@@ -3,8 +3,12 @@
  *
  * Every process started here is recorded by pid and stopped by
  * daemon_teardown(): SIGTERM, a bounded wait, then SIGKILL.  Every wait
- * is bounded in time.
+ * is bounded in time.  A crash is never silent: the teardown fails the
+ * test when a listqd it started did not end with 0 on its SIGTERM, or
+ * logged a worker killed by a signal or exited -- unless the test said
+ * it kills on purpose (daemon_expect_kills).
  */
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -30,9 +34,19 @@
 #include "number.h"
 
 #define MAX_PROCS	16
+#define MAX_DAEMONS	8
 #define STOP_MS		20000
 
 static pid_t procs[MAX_PROCS];
+
+/* Each listqd daemon_start() ran in this test, for the teardown. */
+static struct started {
+	pid_t	pid;		/* 0 once stopped */
+	int	status;		/* as stop_pid() returned it */
+	char	log[512];
+} daemons[MAX_DAEMONS];
+static size_t ndaemons;
+static bool kills_expected;
 
 static void
 track(pid_t pid)
@@ -97,13 +111,66 @@ stop_pid_after(pid_t pid)
 }
 
 void
+daemon_expect_kills(void)
+{
+	kills_expected = true;
+}
+
+/*
+ * The master's death by anything but our SIGTERM, or a worker's: false
+ * with why filled in.
+ */
+static bool
+no_death(const struct started *d, char *why, size_t len)
+{
+	struct daemon view;
+
+	memset(&view, 0, sizeof(view));
+	snprintf(view.log, sizeof(view.log), "%s", d->log);
+	if (d->status != 0)
+		snprintf(why, len, "listqd ended with %d, not 0 on SIGTERM: it "
+		    "died during the test (%s)", d->status, d->log);
+	else if (log_count(&view, ") killed by signal") > 0)
+		snprintf(why, len, "a worker was killed during the test (%s)",
+		    d->log);
+	else if (log_count(&view, " exited with status ") > 0)
+		snprintf(why, len, "a worker exited during the test (%s)",
+		    d->log);
+	else
+		return true;
+	return false;
+}
+
+void
 daemon_teardown(void)
 {
-	size_t i;
+	size_t i, n = ndaemons;
+	bool expected = kills_expected;
+	struct rlimit nocore = { 0, 0 };
+	char why[700];
 
+	for (i = 0; i < n; i++)
+		if (daemons[i].pid != 0) {
+			daemons[i].status = stop_pid(daemons[i].pid);
+			daemons[i].pid = 0;
+		}
 	for (i = 0; i < MAX_PROCS; i++)
 		if (procs[i] != 0)
 			stop_pid(procs[i]);
+	ndaemons = 0;
+	kills_expected = false;
+	/*
+	 * Criterion ignores an assertion, or an exit, in a .fini; a test
+	 * process killed there is reported as crashed in its teardown, and
+	 * the run exits non-zero.
+	 */
+	for (i = 0; i < n && !expected; i++)
+		if (!no_death(&daemons[i], why, sizeof(why))) {
+			fprintf(stderr, "daemon_teardown: %s\n", why);
+			fflush(NULL);
+			setrlimit(RLIMIT_CORE, &nocore);
+			abort();
+		}
 }
 
 static bool
@@ -122,6 +189,34 @@ write_text(const char *path, const char *text)
 	cr_assert_eq(fclose(f), 0);
 }
 
+/* Where the sink writes a line per rule fired (-F). */
+static void
+sink_fault_log(const struct sink *s, char *path, size_t len)
+{
+	snprintf(path, len, "%s.fired", s->dir);
+}
+
+static size_t
+sink_fired(const struct sink *s, const char *kind_verb)
+{
+	char path[600], line[1024], kind[16], verb[16];
+	size_t n = 0;
+	FILE *f;
+
+	sink_fault_log(s, path, sizeof(path));
+	if ((f = fopen(path, "r")) == NULL)
+		return 0;
+	/* "CONN LINE KIND VERB VALUE SENDER RCPTS" */
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (sscanf(line, "%*s %*s %15s %15s", kind, verb) != 2)
+			continue;
+		snprintf(line, sizeof(line), "%s %s", kind, verb);
+		n += strcmp(line, kind_verb) == 0;
+	}
+	fclose(f);
+	return n;
+}
+
 void
 sink_start(struct sink *s, const char *rules, int port, bool chunking)
 {
@@ -133,7 +228,7 @@ sink_start_args(struct sink *s, const char *rules, int port, bool chunking,
     const char *const *extra)
 {
 	static int nth;
-	char portfile[600], rulefile[600], portarg[16], buf[32];
+	char portfile[600], rulefile[600], faultlog[600], portarg[16], buf[32];
 	const char *sink = getenv("LISTQ_TEST_SINK");
 	const char *argv[32];
 	int n = 0, fd;
@@ -145,6 +240,8 @@ sink_start_args(struct sink *s, const char *rules, int port, bool chunking,
 	snprintf(s->dir, sizeof(s->dir), "%s.sink%d", T.spool, nth++);
 	snprintf(portfile, sizeof(portfile), "%s.port", s->dir);
 	snprintf(rulefile, sizeof(rulefile), "%s.rules", s->dir);
+	sink_fault_log(s, faultlog, sizeof(faultlog));
+	unlink(faultlog);
 	snprintf(portarg, sizeof(portarg), "%d", port);
 	unlink(portfile);
 	rm_tree(s->dir);
@@ -158,6 +255,8 @@ sink_start_args(struct sink *s, const char *rules, int port, bool chunking,
 	argv[n++] = portarg;
 	argv[n++] = "-t";
 	argv[n++] = "300";
+	argv[n++] = "-F";
+	argv[n++] = faultlog;
 	if (chunking)
 		argv[n++] = "-c";
 	if (rules != NULL) {
@@ -343,6 +442,11 @@ daemon_start(struct daemon *d, int workers)
 	d->pid = spawn_daemon(d->conf, workers, fd);
 	close(fd);
 	track(d->pid);
+	cr_assert_lt(ndaemons, MAX_DAEMONS, "too many listqd starts");
+	daemons[ndaemons].pid = d->pid;
+	snprintf(daemons[ndaemons].log, sizeof(daemons[ndaemons].log), "%s",
+	    d->log);
+	ndaemons++;
 	cr_assert(wait_until(daemon_started, d, 10000), "listqd did not start");
 }
 
@@ -350,7 +454,18 @@ int
 daemon_stop(struct daemon *d)
 {
 	int st = d->pid > 0 ? stop_pid(d->pid) : -1;
+	char why[700];
+	size_t i;
 
+	/* Checked here, in the test itself, and its slot freed. */
+	for (i = 0; i < ndaemons; i++)
+		if (d->pid > 0 && daemons[i].pid == d->pid) {
+			daemons[i].status = st;
+			cr_assert(kills_expected || no_death(&daemons[i], why,
+			    sizeof(why)), "%s", why);
+			daemons[i] = daemons[--ndaemons];
+			break;
+		}
 	d->pid = 0;
 	return st;
 }
@@ -400,6 +515,51 @@ log_count(const struct daemon *d, const char *needle)
 	}
 	free(text);
 	return n;
+}
+
+/* A count of what's named in obj (log lines, rules fired) to wait on. */
+struct at_least {
+	size_t		(*count)(const void *, const char *);
+	const void	*obj;
+	const char	*what;
+	size_t		 n;
+};
+
+static bool
+reached(void *arg)
+{
+	const struct at_least *a = arg;
+
+	return a->count(a->obj, a->what) >= a->n;
+}
+
+static size_t
+count_logged(const void *d, const char *needle)
+{
+	return log_count(d, needle);
+}
+
+static size_t
+count_fired(const void *s, const char *kind_verb)
+{
+	return sink_fired(s, kind_verb);
+}
+
+bool
+log_wait(const struct daemon *d, const char *needle, size_t n, int ms)
+{
+	struct at_least a = { count_logged, d, needle, n };
+
+	return wait_until(reached, &a, ms);
+}
+
+bool
+sink_wait_fired(const struct sink *s, const char *kind_verb, size_t n,
+    int ms)
+{
+	struct at_least a = { count_fired, s, kind_verb, n };
+
+	return wait_until(reached, &a, ms);
 }
 
 static void

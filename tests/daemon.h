@@ -3,7 +3,8 @@
  * separate processes on loopback ports chosen at run time, reads what the
  * sink recorded and what the daemon logged, and stops every process it
  * started by pid -- also when an assertion fails (daemon_teardown, the
- * .fini of every test that starts one).
+ * .fini of every test that starts one), and fails the test on a crash
+ * it did not ask for.
  */
 #ifndef LISTQ_TEST_DAEMON_H
 #define LISTQ_TEST_DAEMON_H
@@ -53,7 +54,11 @@ void	txns_free(struct txn *t, size_t n);
 void	daemon_config(struct daemon *d, int port, const char *extra);
 /* Starts listqd -F -f CONF [-n WORKERS, unless 0]; returns once it runs. */
 void	daemon_start(struct daemon *d, int workers);
-/* SIGTERM and a bounded wait; returns the exit status (128+sig if killed). */
+/*
+ * SIGTERM and a bounded wait; returns the exit status (128+sig if
+ * killed).  Like the teardown, it fails the test on a death not asked
+ * for (see daemon_teardown).
+ */
 int	daemon_stop(struct daemon *d);
 /* Runs listqd once more, to its end; returns its exit status. */
 int	daemon_run_once(const char *conf, int workers, char *err, size_t len);
@@ -61,6 +66,16 @@ int	daemon_run_once(const char *conf, int workers, char *err, size_t len);
 char	*daemon_log(const struct daemon *d);
 /* How many lines of the log contain needle. */
 size_t	log_count(const struct daemon *d, const char *needle);
+/* Waits at most ms until n lines of the log contain needle. */
+bool	log_wait(const struct daemon *d, const char *needle, size_t n,
+	    int ms);
+/*
+ * Waits at most ms until rules of the sink fired n times, by the "KIND
+ * VERB" of their fault log lines (e.g. "stall DOT": the end of data is
+ * in, its reply held).
+ */
+bool	sink_wait_fired(const struct sink *s, const char *kind_verb,
+	    size_t n, int ms);
 
 /* A list NAME@example.org with members m0..m(n-1)@members.example. */
 void	make_list(const char *name, size_t members);
@@ -81,7 +96,19 @@ int	unused_port(void);
  */
 void	cert_make(const char *dir, const char *name);
 
-/* Stops every process the harness started; the .fini of daemon tests. */
+/*
+ * Stops every process the harness started; the .fini of daemon tests.
+ * It fails the test when a listqd started here died: its master ended
+ * other than with 0 on the teardown's (or daemon_stop's) SIGTERM, or it
+ * logged a worker killed by a signal or exited.  Criterion ignores
+ * assertions in a .fini, so it says why on stderr and aborts: the test
+ * is reported as crashed in its teardown and the run exits non-zero.
+ */
 void	daemon_teardown(void);
+/*
+ * The current test kills (or makes die) listqd's master or workers on
+ * purpose: its teardown then lets those deaths pass.
+ */
+void	daemon_expect_kills(void);
 
 #endif

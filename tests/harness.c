@@ -279,7 +279,10 @@ child(const struct run *r, int in, int err)
 	_exit(127);
 }
 
-/* Waits (bounded) until the wrapper has created its tmp/ file. */
+/*
+ * Waits (bounded) until the wrapper has created its tmp/ file; fails the
+ * test when it ends, or 10 s pass, first.
+ */
 static void
 wait_for_tmp(pid_t pid)
 {
@@ -287,11 +290,17 @@ wait_for_tmp(pid_t pid)
 	siginfo_t si;
 
 	for (;;) {
-		memset(&si, 0, sizeof(si));
-		if (tmp_count() > 0 || now_ms() > end ||
-		    waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG |
-		    WNOWAIT) == -1 || si.si_pid != 0)
+		if (tmp_count() > 0)
 			return;
+		memset(&si, 0, sizeof(si));
+		if (now_ms() > end || waitid(P_PID, (id_t)pid, &si, WEXITED |
+		    WNOHANG | WNOWAIT) == -1 || si.si_pid != 0) {
+			kill(pid, SIGKILL);
+			reap_bounded(pid, RUN_LIMIT_MS);
+			cr_assert_fail("the wrapper (pid %ld) %s before it "
+			    "created its tmp/ file", (long)pid, si.si_pid != 0 ?
+			    "ended" : "took 10 s");
+		}
 		usleep(2000);
 	}
 }
@@ -443,6 +452,49 @@ queue_count(char *first, size_t len)
 		n += count_dir(path, true, n == 0 ? first : NULL, len);
 	}
 	return n;
+}
+
+void
+spool_sweep(void)
+{
+	const char *script = getenv("LISTQ_TEST_SWEEP");
+	char uid[24], gid[24], out[4096];
+	struct stat st;
+	size_t got = 0;
+	ssize_t n;
+	int fds[2], status;
+	pid_t pid;
+
+	cr_assert_not_null(script, "LISTQ_TEST_SWEEP is not set");
+	if (stat(T.spool, &st) == -1)
+		return;
+	snprintf(uid, sizeof(uid), "%lu", (unsigned long)T.svc_uid);
+	snprintf(gid, sizeof(gid), "%lu", (unsigned long)T.svc_gid);
+	cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
+	if ((pid = fork()) == 0) {
+		dup2(fds[1], 1);
+		dup2(fds[1], 2);
+		execl("/bin/sh", "sh", script, T.spool, uid, gid, (char *)NULL);
+		_exit(127);
+	}
+	cr_assert_neq(pid, -1);
+	close(fds[1]);
+	while (got < sizeof(out) - 1 && (n = read(fds[0], out + got,
+	    sizeof(out) - 1 - got)) > 0)
+		got += (size_t)n;
+	out[got] = '\0';
+	close(fds[0]);
+	status = reap_bounded(pid, RUN_LIMIT_MS);
+	cr_assert_eq(status, 0, "%s", out);
+}
+
+size_t
+area_count(const char *area, char *first, size_t len)
+{
+	char path[1024];
+
+	snprintf(path, sizeof(path), "%s/%s", T.spool, area);
+	return count_dir(path, true, first, len);
 }
 
 size_t
@@ -609,17 +661,37 @@ proc_stat_fields(long pid, char *buf, size_t len)
 	return p + 2;
 }
 
-double
-proc_cpu_seconds(long pid)
+/* The number of a /proc/pid/status line, followed by after; 0 if none. */
+static uint64_t
+status_number(long pid, const char *field, const char *after)
 {
-	char buf[1024];
-	const char *p = proc_stat_fields(pid, buf, sizeof(buf));
-	uint64_t ut, st;
+	char path[64], line[256];
+	size_t flen = strlen(field);
+	uint64_t v = 0;
+	FILE *f;
 
-	/* State, 10 fields, then utime and stime in clock ticks. */
-	if (p == NULL || text_scan(text_field(p, 11), UINT64_MAX, &ut,
-	    " ") == NULL || text_scan(text_field(p, 12), UINT64_MAX, &st,
-	    " ") == NULL)
+	snprintf(path, sizeof(path), "/proc/%ld/status", pid);
+	if ((f = fopen(path, "r")) == NULL)
 		return 0;
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strncmp(line, field, flen) == 0 && line[flen] == ':' &&
+		    text_scan(text_field(line, 1), UINT64_MAX, &v, after) !=
+		    NULL)
+			break;
+	fclose(f);
+	return v;
 }
+
+size_t
+proc_status_kb(long pid, const char *field)
+{
+	return (size_t)status_number(pid, field, " kB");
+}
+
+uint64_t
+proc_wakeups(long pid)
+{
+	return status_number(pid, "voluntary_ctxt_switches", "\n") +
+	    status_number(pid, "nonvoluntary_ctxt_switches", "\n");
+}
+

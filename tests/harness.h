@@ -82,6 +82,15 @@ void	post_numbered(const char *list, int i);
 /* Entries in queue/ (state files not counted), and the first one's path. */
 size_t	queue_count(char *first, size_t len);
 size_t	tmp_count(void);
+/*
+ * Invariant 6 over the whole test spool (tests/spool_sweep.sh, the
+ * script the e2e run uses too): fails the test, naming each file, unless
+ * every file under it is the service uid:gid, directories 0700 and the
+ * rest 0600.  Nothing to check when there is no spool.
+ */
+void	spool_sweep(void);
+/* Entries in an area beside queue/ (hold, corrupt), and the first's path. */
+size_t	area_count(const char *area, char *first, size_t len);
 /* Reads a whole file; *len gets its size.  Caller frees. */
 char	*read_file(const char *path, size_t *len);
 /* Parses the entry at path; returns the body and its length. */
@@ -109,8 +118,14 @@ ssize_t	proc_children(pid_t pid, pid_t *out, size_t max);
  * state, then ppid and the rest (proc(5) fields 3 on); NULL if gone.
  */
 const char *proc_stat_fields(long pid, char *buf, size_t len);
-/* The CPU time pid has used (user and system), in seconds; 0 if gone. */
-double	proc_cpu_seconds(long pid);
+/* A "kB" line of /proc/pid/status (e.g. "VmHWM"), in kB; 0 if gone. */
+size_t	proc_status_kb(long pid, const char *field);
+/*
+ * How often pid has been switched out so far, voluntarily (it waited)
+ * or not (preempted, as a spinning process is): a count of wake-ups that
+ * a busy machine does not inflate, unlike CPU time under valgrind.
+ */
+uint64_t proc_wakeups(long pid);
 
 /*
  * With LISTQ_TEST_VALGRIND set (valgrind's path; the logs go to the

@@ -4,7 +4,8 @@
 # As root it makes the test users (an MTA user in an allowed group, a
 # stranger, the service user), builds the wrapper with their ids and a
 # spool under a fresh root-owned directory, installs it both ways (file
-# capabilities; setuid root) and removes those installs afterwards.  As
+# capabilities; setuid root), plus a copy without privilege for the
+# service user's own runs, and removes those installs afterwards.  As
 # an ordinary user it builds the development wrapper, whose service
 # identity is the caller's own; the tests that need root say so and skip.
 # SUITE names another Criterion binary (the torture suite) to run the
@@ -31,6 +32,9 @@ if [ "$(id -u)" = 0 ]; then
 	    "$root/spool" "$root/lists"
 	install_wrapper "$BUILD/check-root/listq-wrapper" "$root/caps" caps
 	install_wrapper "$BUILD/check-root/listq-wrapper" "$root/setuid" setuid
+	install -d -m 0755 "$root/plain"
+	install -m 0755 "$BUILD/check-root/listq-wrapper" "$root/plain"
+	export LISTQ_TEST_PLAIN_WRAPPER="$root/plain/listq-wrapper"
 	export LISTQ_TEST_LISTQD="$top/$BUILD/check-root/listqd"
 	export LISTQ_TEST_LISTQ="$top/$BUILD/check-root/listq"
 	install -m 0644 "$BUILD/tests/preload.so" "$root/preload.so"
@@ -55,6 +59,7 @@ else
 fi
 
 export LISTQ_TEST_SINK="$top/$BUILD/tests/listq-sink"
+export LISTQ_TEST_SWEEP="$top/tests/spool_sweep.sh"
 
 # One test at a time: they share the spool compiled into the wrapper.
 "$suite" --jobs=1 --verbose "$@"

@@ -143,15 +143,27 @@ Test(bounce, verp_only_from_the_topmost_delivered_to)
 
 Test(bounce, truncated_and_hostile_input)
 {
+	static const char *const failed[] = { "erin@members.example",
+	    "grace@members.example" };
 	struct bounce_hit hits[2];
 	char *msg = load_sample("postfix-two.eml");
-	size_t len = strlen(msg), cut;
+	size_t len = strlen(msg), cut, want, i, at[2];
 
-	/* Every prefix parses without reading past its end. */
-	for (cut = 0; cut < len; cut += 7) {
+	/* A failed recipient counts once its "Action: failed" is whole. */
+	cr_assert_not_null(strstr(msg, "Action: failed"));
+	cr_assert_not_null(strstr(msg, "Action: Failed"));
+	at[0] = (size_t)(strstr(msg, "Action: failed") - msg) + 14;
+	at[1] = (size_t)(strstr(msg, "Action: Failed") - msg) + 14;
+	/* Every prefix parses without reading past its end, to what it has. */
+	for (cut = 0; cut <= len; cut++) {
 		char *part = strndup(msg, cut);
 
-		cr_assert_leq(bounce_parse(part, hits, 2), 2);
+		want = (cut >= at[0]) + (cut >= at[1]);
+		cr_assert_eq(bounce_parse(part, hits, 2), want, "cut at %zu",
+		    cut);
+		for (i = 0; i < want; i++)
+			cr_assert_str_eq(hits[i].addr, failed[i], "cut at %zu",
+			    cut);
 		free(part);
 	}
 	cr_assert_eq(bounce_parse(msg, hits, 1), 1, "max is honoured");

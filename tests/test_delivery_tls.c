@@ -588,6 +588,7 @@ Test(pipelining, mail_goes_with_rcpt_and_data, .init = setup,
 	assert_envelope_has(2, "X-Sink-Pipelined: yes\n", true);
 	assert_envelope_has(1, "X-Sink-Rcpt-To: <m1@members.example>\n",
 	    true);
+	cr_assert(log_wait(&D, "status=sent", 4, WAIT_MS));
 	cr_assert_eq(log_count(&D, "status=sent"), 4);
 	cr_assert_eq(daemon_stop(&D), 0);
 	cr_assert_eq(log_count(&D, "mail_ahead=0"), 0, "%s", daemon_log(&D));
@@ -604,7 +605,8 @@ Test(pipelining, mail_refused_defers_with_its_reply, .init = setup,
 	daemon_config(&D, S.port, "min_backoff = 1h\nmax_backoff = 2h\n");
 	daemon_start(&D, 1);
 	post("het", "Subject: x\n\ny\n");
-	wait_log("status=deferred (451 4.3.2 not now, come back later)");
+	cr_assert(log_wait(&D, "status=deferred (451 4.3.2 not now, come back "
+	    "later)", 2, WAIT_MS), "%s", daemon_log(&D));
 	cr_assert_eq(log_count(&D, "status=deferred (451 4.3.2 not now"), 2,
 	    "%s", daemon_log(&D));
 	cr_assert_eq(log_count(&D, "503"), 0, "%s", daemon_log(&D));
@@ -621,7 +623,9 @@ Test(pipelining, mail_refused_for_good_fails_with_its_reply,
 	daemon_config(&D, S.port, NULL);
 	daemon_start(&D, 1);
 	post("tet", "Subject: x\n\ny\n");
-	wait_log("dsn=5.7.1, status=failed (550 5.7.1 sender not welcome)");
+	/* One line per recipient, logged one after the other. */
+	cr_assert(log_wait(&D, "dsn=5.7.1, status=failed (550 5.7.1 sender "
+	    "not welcome)", 2, WAIT_MS), "%s", daemon_log(&D));
 	cr_assert_eq(log_count(&D, "status=failed (550 5.7.1 sender not "
 	    "welcome)"), 2, "%s", daemon_log(&D));
 	cr_assert_eq(log_count(&D, "503"), 0, "%s", daemon_log(&D));
@@ -660,7 +664,8 @@ Test(pipelining, refused_over_tls, .init = setup, .fini = teardown,
 	    "smtp_tls_ca_file = %s\n", "encrypt", path("relay.crt"));
 	daemon_start(&D, 1);
 	post("kaf", "Subject: x\n\ny\n");
-	wait_log("status=deferred (452 4.3.1 out of space, later)");
+	cr_assert(log_wait(&D, "status=deferred (452 4.3.1 out of space, "
+	    "later)", 2, WAIT_MS), "%s", daemon_log(&D));
 	cr_assert_eq(log_count(&D, "status=deferred (452 4.3.1 out of "
 	    "space"), 2, "%s", daemon_log(&D));
 	cr_assert_eq(log_count(&D, "503"), 0, "%s", daemon_log(&D));
@@ -702,6 +707,8 @@ Test(pipelining, off_waits_for_each_reply, .init = setup,
 	assert_envelope_has(1, "X-Sink-Pipelined: no\n", true);
 	assert_envelope_has(1, "X-Sink-Rcpt-To: <m1@members.example>\n",
 	    true);
+	/* Logged once the relay's reply is in: after the sink records. */
+	cr_assert(log_wait(&D, "status=sent", 2, WAIT_MS));
 	cr_assert_eq(log_count(&D, "status=sent"), 2);
 	cr_assert_eq(daemon_stop(&D), 0);
 	cr_assert_gt(log_count(&D, "mail_ahead=0"), 0, "%s", daemon_log(&D));

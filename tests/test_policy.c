@@ -19,6 +19,7 @@
 #include "daemon.h"
 #include "harness.h"
 #include "probe.h"
+#include "spool.h"
 
 #define WAIT_MS	30000
 
@@ -188,7 +189,9 @@ Test(policy, dsn_to_sender_parsed_back_by_a_list, .init = setup,
 Test(policy, no_dsn_for_the_null_sender, .init = setup, .fini = teardown,
     .timeout = 90)
 {
+	struct entry_header h;
 	char path[1024];
+	size_t len;
 
 	make_list("gamma", 1);
 	sink_start(&S, "rcpt m0@members.example 550 5.1.1 gone\n"
@@ -200,8 +203,14 @@ Test(policy, no_dsn_for_the_null_sender, .init = setup, .fini = teardown,
 	cr_assert_eq(log_count(&D, "sender non-delivery notification"), 1,
 	    "exactly one DSN: for the post, none for the DSN");
 	cr_assert_eq(sink_count(&S), 0);
-	snprintf(path, sizeof(path), "%s/hold", T.spool);
 	cr_assert_eq(queue_count(NULL, 0), 0);
+	/* Held, not dropped: the DSN to the post's sender, nothing else. */
+	cr_assert_eq(area_count(SPOOL_HOLD, path, sizeof(path)), 1,
+	    "the undeliverable DSN is not in hold/");
+	free(entry_load(path, &h, &len));
+	cr_assert_str_eq(h.command, "send");
+	cr_assert_str_eq(h.rcpt, "gamma-bounces@example.org");
+	spool_sweep();		/* the held entry too */
 }
 
 static bool
@@ -615,7 +624,8 @@ Test(policy, dsn_when_stopped_mid_entry, .init = setup, .fini = teardown,
 	daemon_start(&D, 1);
 	post("delta", "stopped");
 	cr_assert(wait_until(log_has, "list=delta, command=post", WAIT_MS));
-	usleep(300000);		/* into the stalled end of data */
+	cr_assert(sink_wait_fired(&S, "stall DOT", 1, WAIT_MS), "the end of "
+	    "data never reached the relay");
 	cr_assert_eq(daemon_stop(&D), 0);
 	cr_assert_eq(log_count(&D, "sender non-delivery notification"), 1,
 	    "the DSN for m0 is queued before listqd stops");

@@ -79,6 +79,35 @@ Test(wrapper, accepts_post, .init = setup)
 	assert_one_entry("post", MSG, strlen(MSG));
 }
 
+/*
+ * The service user itself needs no privilege to post: a copy of the
+ * installed wrapper without its file capabilities, run as the service
+ * user, queues the message as the service's.  Being unprivileged, that
+ * run is one make valgrind-check puts under memcheck as root (the set-id
+ * and file-capability installs cannot run under valgrind): the
+ * wrapper's whole path, from its checks to the commit.
+ */
+Test(wrapper, service_user_posts_without_privilege, .init = setup)
+{
+	struct run run = { .wrapper = getenv("LISTQ_TEST_PLAIN_WRAPPER"),
+	    .argv = { "post", LIST }, .input = MSG, .len = strlen(MSG),
+	    .as_service = true };
+	struct entry_header h;
+	struct result r;
+	char path[1024];
+	size_t blen;
+
+	if (!T.root)
+		cr_skip_test("runs as the service user: root only");
+	cr_assert_not_null(run.wrapper, "LISTQ_TEST_PLAIN_WRAPPER is not set");
+	run_wrapper(&run, &r);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_eq(queue_count(path, sizeof(path)), 1);
+	free(entry_load(path, &h, &blen));
+	cr_assert_eq(h.uid, T.svc_uid);
+	cr_assert_eq(blen, strlen(MSG));
+}
+
 Test(wrapper, accepts_owner_bounces_and_request, .init = setup)
 {
 	struct result r;
@@ -294,9 +323,12 @@ Test(wrapper, spool_missing_or_unsafe_gives_tempfail, .init = setup)
 	assert_nothing_queued();
 }
 
+static size_t partial_seen;	/* tmp/ files when terminate() struck */
+
 static void
 terminate(pid_t pid)
 {
+	partial_seen = tmp_count();
 	kill(pid, SIGTERM);
 }
 
@@ -307,7 +339,10 @@ Test(wrapper, signal_while_reading_removes_partial, .init = setup)
 	    .len = strlen(MSG), .while_running = terminate };
 	struct result r;
 
+	partial_seen = 0;
 	run_wrapper(&run, &r);
+	cr_assert_eq(partial_seen, 1, "no partial tmp/ file when the signal "
+	    "came");
 	cr_assert_eq(r.status, 75, "%d: %s", r.status, r.err);
 	assert_nothing_queued();
 }

@@ -794,6 +794,16 @@ ERRPAT = re.compile(r"ENOENT|EACCES|No such file or directory|"
                     r"relay=local.*status=(deferred|bounced)")
 
 
+def phase_spool_sweep():
+    """Invariant 6 over all that the run left in the spool."""
+    section("the spool after the run")
+    r = run(["sh", os.path.join(TOP, "tests", "spool_sweep.sh"), SPOOL,
+             str(SVC_UID), str(SVC_GID)])
+    check(r.returncode == 0, "every file under the spool is %s:%s, "
+          "0600 (directories 0700)" % (SVC_USER, SVC_USER),
+          r.stdout.strip()[-800:])
+
+
 class Postfix:
     """The Postfix instance as the phases see an MTA; tests/e2e/rounds.py
     describes Exim and OpenSMTPD the same way."""
@@ -1257,6 +1267,7 @@ def main():
         phase_refusals(post_port)
         phase_dmarc(post_port)
         phase_moderation(post_port)
+        phase_spool_sweep()
         check(system_postfix() == sys_before, "the system's Postfix "
               "(/etc/postfix) untouched: no main.cf, nothing changed")
         note("posts %d, copies %d, duplicates after the kill %d; "

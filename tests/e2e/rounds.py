@@ -74,6 +74,7 @@ def run_round(mta):
         e2e.phase_logs(mta)
         e2e.phase_bounces(post_port, mta)
         e2e.phase_refusals(post_port, mta)
+        e2e.phase_spool_sweep()
         e2e.check(mta.untouched() == before, "the system's %s files "
                   "untouched (%s)" % (mta.name, ", ".join(
                       p for p, _ in before)))

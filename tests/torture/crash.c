@@ -124,6 +124,7 @@ teardown(void)
 			waitpid(held[i], NULL, 0);
 		}
 	daemon_teardown();
+	spool_sweep();
 }
 
 /* pid is stopped by the test, or adopted: teardown must end it. */
@@ -258,6 +259,7 @@ note_kill(pid_t victim, bool master)
 	struct kill *k;
 
 	cr_assert_lt(nkills, MAX_KILLS);
+	daemon_expect_kills();
 	k = &kills[nkills++];
 	k->master = master;
 	k->nport = sink_ports(victim, k->port, MAX_PORTS);
@@ -328,6 +330,7 @@ kill_worker(void)
 	hold_pid(victim);
 	stop_process(victim);
 	note_kill(victim, false);
+	spool_sweep();		/* with entries and states in flight */
 	cr_assert_eq(kill(victim, SIGKILL), 0);
 	nheld = 0;
 	died_young[slot[pick]] = young[pick];
@@ -788,6 +791,13 @@ delivering(void *arg)
 	return false;
 }
 
+static bool
+recorded_one(void *arg)
+{
+	(void)arg;
+	return sink_count(&S) >= 1;
+}
+
 /*
  * The accounting itself, on a kill sure to repeat a transaction: the
  * sink holds each end-of-data reply for 1 s, the worker is stopped while
@@ -811,10 +821,13 @@ Test(crash, in_flight_explained, .init = setup, .fini = teardown,
 	for (i = 0; i < 3; i++)
 		cr_assert_eq(post_one(i), 0, "enqueue crash-%06zu", i);
 	cr_assert(wait_until(delivering, &victim, STEP_MS));
-	usleep(300000);		/* its data is out; the reply is held */
+	cr_assert(sink_wait_fired(&S, "stall DOT", 1, STEP_MS), "the data "
+	    "never reached the sink");	/* its reply is held */
 	hold_pid(victim);
 	stop_process(victim);
-	usleep(1500000);	/* the sink records it and replies */
+	spool_sweep();		/* the entries and their states in flight */
+	/* The sink records the transaction, then replies. */
+	cr_assert(wait_until(recorded_one, NULL, STEP_MS), "not recorded");
 	note_kill(victim, false);
 	cr_assert_eq(kill(victim, SIGKILL), 0);
 	nheld = 0;

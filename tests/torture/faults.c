@@ -490,8 +490,16 @@ assert_faults_seen(const struct faults *f, const struct outcome *o)
 	    f->attempts);
 }
 
+/* Ends what the test started; then invariant 6 over what it left. */
+static void
+teardown(void)
+{
+	daemon_teardown();
+	spool_sweep();
+}
+
 Test(faults, each_recipient_once_or_dsn, .init = spool_reset,
-    .fini = daemon_teardown, .timeout = FULL_WAIT_S + 600)
+    .fini = teardown, .timeout = FULL_WAIT_S + 600)
 {
 	size_t msgs = torture_size(FULL_MSGS, SMOKE_MSGS), i, m;
 	unsigned long long seed = torture_seed();
@@ -508,6 +516,9 @@ Test(faults, each_recipient_once_or_dsn, .init = spool_reset,
 	for (i = 0; i < msgs; i++)
 		post(i);
 	t_enq = torture_now() - t0;
+	/* Invariant 6 mid-run, over deferred entries and their states. */
+	cr_assert(log_wait(&D, "status=deferred", 1, wait_s * 1000));
+	spool_sweep();
 	cr_assert(wait_until(queue_empty, NULL, wait_s * 1000), "after %d s, "
 	    "%zu entries left in queue/", wait_s, queue_count(NULL, 0));
 	t_done = torture_now() - t0;

@@ -53,6 +53,7 @@ static void
 teardown(void)
 {
 	daemon_teardown();
+	spool_sweep();
 }
 
 TestSuite(scale, .init = setup, .fini = teardown, .timeout = 1800);
