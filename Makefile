@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 # listq — build, test and demo.
 #
 #   make                 build everything under build/ (a development build:

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: ISC
 """bench/delay.py LISTEN_PORT TARGET_PORT ONE_WAY_MS: a TCP proxy on
 127.0.0.1 that holds every chunk ONE_WAY_MS in each direction before it
 passes it on, so a session through it sees a round trip of twice that

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * floor: the least a durable enqueue can cost, for bench/enqueue to
  * measure the wrapper against.  It reads stdin and does only what
  * invariant 1 requires -- write tmp file, fsync, rename, fsync directory --

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * spawn: runs a program N times, J at a time, each with a file on stdin,
  * and prints the rate; the driver of bench/enqueue.  Every run must exit
  * 0, or the measurement is void and spawn exits 1.

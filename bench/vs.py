@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: ISC
 """bench/vs.py: listq against Postfix on the same machine, in the same run.
 
     bench/vs.py [enqueue|deliver|rtt|fanout|latency|scaling|mailman|all]...

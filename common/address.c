@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Mail addresses: the plain RFC 5321 mailbox (dot-atom local part, a
  * domain of LDH labels) that listq accepts for members, owners and
  * envelope addresses, and their comparison.

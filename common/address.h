@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Mail addresses (address.c): validation and comparison.
  */
 #ifndef LISTQ_ADDRESS_H

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Reading listq.conf (see config.h).
  *
  * Invariants: every key has one entry in the table below, with its

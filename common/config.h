@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * listq.conf: "key = value" lines, '#' comments, blank lines ignored.
  * Durations take a unit suffix s, m, h or d (default seconds), as in
  * Postfix.  Unknown keys and bad values are errors that name the file,

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Durable file operations (see durable.h).
  *
  * Invariants: a file reaches its final name only after its data is on

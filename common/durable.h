@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Durable file operations: the write-fsync-rename-fsync(dir) sequence that
  * makes a file survive a crash or a power loss once a call returns 0.
  * All return 0, or -1 with errno set; nothing is logged here.

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Writing a new spool entry (see enqueue.h).
  *
  * Invariants: an entry is invisible to workers until its rename into a

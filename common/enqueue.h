@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Writing a new entry into the spool (enqueue.c): the wrapper does it for
  * what the MTA submits, listqd for its own messages (DSNs, notices).
  */

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Writing and parsing the header of a spool entry (format in entry.h).
  *
  * Invariants: what entry_header_format() writes, entry_header_parse()

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * The spool entry: a text header, a blank line, then the raw message.
  *
  *	listq-entry: 1

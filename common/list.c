@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Reading lists (see list.h).
  *
  * Invariants: an address handed out is valid by address_valid() and at

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Lists: LISTDIR/<name>/ holds "config" (address = name@domain, optional
  * subject_prefix, verp = yes|no, post_policy, nonmember_action and the
  * dmarc_ keys of listq.conf(5)), "members" and "owners" (one address per

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Logging to syslog (facility mail) and, on request, to stderr.
  *
  * Invariants: a message is formatted once into a bounded buffer (never

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Logging: syslog with facility mail, one line per event, prefixed with
  * the queue id when there is one ("ID: text"), as Postfix does.  With
  * LOG_ALSO_STDERR (or LOG_ERRORS_STDERR, for warnings and errors only) the

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Decimal numbers read from text (see number.h).
  *
  * Invariants: a value is given only for one or more ASCII digits whose

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Decimal numbers read from text: spool files, listqd's control answers,
  * SMTP replies.
  *

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Queue ids and the bucket hash (see qid.h for the format).
  *
  * Invariants: every id has QID_LEN characters of the base-62 alphabet;

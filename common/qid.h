@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Queue ids and the bucket hash.
  *
  * A queue id is QID_LEN characters of [0-9A-Za-z]: six digits of seconds,

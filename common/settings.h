@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Build-time settings, compiled into every program (the Makefile passes
  * them; `listq status` shows them).  The privileged wrapper takes its
  * identities and paths from here only: never from the environment, a

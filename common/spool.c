@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Creating, checking and opening the spool (layout in spool.h).
  *
  * Invariants: every directory is opened with O_NOFOLLOW and checked on

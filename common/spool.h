@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * The spool layout (see the design):
  *
  *	SPOOLDIR/		0700 service uid:gid

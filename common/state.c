@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Reading and writing delivery state files (format in state.h).
  *
  * Invariants: what state_save() writes, state_load() reads back, and so

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Delivery state of a queue entry: queue/<bucket>/<id>.state beside the
  * immutable message file.  Only the worker owning the bucket writes it,
  * after every SMTP transaction, so that a retry never goes to a recipient

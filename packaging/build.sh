@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: ISC
 # `make deb` and `make rpm`: build a binary package from a copy of the
 # source tree under $BUILD/pkg, so that the work tree keeps its layout
 # (packaging/debian is copied to debian/ only in the copy).

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: ISC
 # `make install` and `make uninstall` of listq (run by the Makefile, which
 # passes every setting in the environment), and the generators of the
 # sysusers.d and tmpfiles.d files.

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Running listq from the tests (see admin_run.h).
  *
  * As root the child becomes the chosen test user the way a login does

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Running listq from the tests (admin_run.c): as the test's own user or,
  * as root, after a real switch to one of the test users; stdout, stderr
  * and the exit code captured, every wait bounded.  Output meant for

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: ISC
 # make analyze: cppcheck (warning, portability, performance), clang-tidy
 # with the checked-in .clang-tidy, and scan-build over a fresh build.
 # Each must report nothing; the run goes on after a failure so that every

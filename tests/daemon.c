@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Test harness for listqd and the test sink (see daemon.h).
  *
  * Every process started here is recorded by pid and stopped by

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Test harness for listqd: starts the test SMTP sink and the daemon as
  * separate processes on loopback ports chosen at run time, reads what the
  * sink recorded and what the daemon logged, and stops every process it

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # tests/demo.sh: what `make demo` runs.  listq end to end on loopback.
 #
 # Builds a development wrapper and listqd with a spool and lists under

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: ISC
 # The hardening of built binaries, read with readelf: PIE, full RELRO
 # (a GNU_RELRO segment and BIND_NOW), the stack protector
 # (__stack_chk_fail imported) and FORTIFY (some __*_chk imported).

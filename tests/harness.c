@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Test harness (see harness.h).  Children are started with fork+exec and
  * always reaped; a child that outlives its time limit is killed by pid.
  */

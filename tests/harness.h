@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Test harness: runs listq-wrapper as a separate process exactly as an MTA
  * would (as root: after a real switch to the test MTA user's uid, gid and
  * groups), and inspects the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 # Shell functions shared by tests/run.sh and bench/enqueue: the test users
 # and the root-installed wrapper builds.  Sourced, never run.
 

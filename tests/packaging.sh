@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: ISC
 # Packaging tests, run by `make check` before the Criterion suite.
 #
 #   - the unit's systemd-analyze security rating (2.0 or lower), and the

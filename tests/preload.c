@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * A library for LD_PRELOAD that leaves a marker file when it is loaded:
  * the hostile-environment test proves the privileged wrapper never loads
  * it.  Test-only; never installed.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: ISC
 # Runs the Criterion suite against freshly built wrappers.
 #
 # As root it makes the test users (an MTA user in an allowed group, a

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: ISC
 # make sanitize-check: the Criterion suite against a build with
 # AddressSanitizer and UndefinedBehaviorSanitizer (make SANITIZE=...,
 # under $BUILD-san).  An error aborts the program that has it, which

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: ISC
 # Invariant 6, swept over a whole spool: every file under SPOOL (the spool
 # itself, entries, state files, DSN entries, held and corrupt entries, the
 # pidfile, the control socket, and whatever later features keep there)

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Unit tests of bounce parsing and DSN composition: every sample report
  * in tests/data/bounces/ (Postfix, Sendmail, Exim, qmail QSBMF, Exchange,
  * Gmail- and Yahoo-style, CRLF, malformed, not a bounce at all) yields

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Unit tests of common/: queue ids, the bucket hash and its ownership
  * rule, the entry header, durable writes, the spool layout and the
  * reading of decimal numbers.

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Unit tests of listq.conf parsing (common/config.c): defaults, units,
  * decimals, enumerations, and errors that name file, line and key.
  */

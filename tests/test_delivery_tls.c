@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * STARTTLS, AUTH, SIZE, 8BITMIME and PIPELINING end to end: the wrapper
  * enqueues,
  * listqd delivers into the test sink started with -T (a throw-away

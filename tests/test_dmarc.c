@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * DMARC mitigation end to end with real DNS: a private unbound on a
  * loopback port chosen at run time serves the _dmarc records (reject,
  * quarantine, none, missing, an organizational-domain fallback,

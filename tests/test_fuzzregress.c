@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Regression tests for what fuzzing and static analysis found in the
  * parsers (tests/fuzz/).  Inputs that crashed a harness live in
  * tests/fuzz/corpus/<target>/ and are replayed by make fuzz-smoke.

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Invariants 7 and 8 end to end, through the wrapper, listqd and the
  * test sink.
  *

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Lines of a list file as every reader takes them, end to end: a line
  * longer than the limit (1,023 bytes) is one bad line -- never a comment
  * plus an address -- for listqd's expansion, `listq members list`,

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * listq, the admin command, end to end: the built listq, listqd, wrapper
  * and test sink as separate processes.  Every command that acts on
  * entries runs against a running pool (through the control socket and

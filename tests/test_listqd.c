@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * listqd end to end on loopback: the built wrapper enqueues, the daemon
  * (a separate process, its own master and workers) delivers into the
  * test sink, and each test compares what the sink received with what

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * The posting gate and the moderation queue, end to end: the built
  * wrapper, listqd, listq and the test sink as separate processes.
  *

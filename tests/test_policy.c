@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Delivery policy, end to end through the wrapper, listqd and the test
  * sink: DSNs back to the sender and through bounce processing, VERP,
  * bounce scores that disable a member and tell the owners, and relay

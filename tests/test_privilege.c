@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * What the wrapper process is while it runs, read from /proc by the test
  * (not reported by the wrapper itself): ids, groups, capabilities,
  * no_new_privs and open descriptors.  Also the callers it must refuse,

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * The relay pause policy (worker/relay.c) end to end: listqd delivers
  * into test sinks that refuse or end sessions, and each test reads the
  * daemon's log, the sink's records and listq status for what the worker

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * listqd's SMTP client (worker/smtp_reply.c, smtp_io.c, smtp_session.c)
  * on its own: its pure parts (reply parsing, the wire form of a message)
  * as unit tests, and sessions driven by this process's poll loop against

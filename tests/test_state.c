@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * The delivery state file (common/state.c): a base written whole, then
  * records appended one per transaction.  These tests check that a
  * record reads back over its base, that a record cut short at any byte

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * listq-wrapper, run as a separate process the way an MTA runs it: as
  * root after a real uid switch to the test MTA user (done by the harness
  * as an MTA delivery agent does it: see harness.c) into the

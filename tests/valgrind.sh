@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: ISC
 # make valgrind-check: integration tests run with listqd (its forked
 # workers too), listq and the unprivileged wrapper runs under valgrind's
 # memcheck (tests/harness.c, under_valgrind: the set-id and

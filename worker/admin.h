@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * listq, the admin command: what its parts share (listq.c).
  */
 #ifndef LISTQ_ADMIN_H

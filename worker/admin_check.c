@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * listq check: what postfix check does for Postfix.  It looks at the
  * installed wrapper (owner root, group the first of MAIL_GIDS, mode 0750
  * with exactly cap_setuid,cap_setgid=ep, or setuid root 4750, in

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * listq lists, newlist, rmlist and aliases.
  *
  * Invariants: a new list appears whole: its files are written under a

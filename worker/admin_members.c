@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * listq members, and the list directory as listq changes it:
  * LISTDIR/<name>/ with config, members, owners and disabled (list.h).
  *

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * listq held, reject and accept: the moderation queue from the command
  * line (approve and discard are plain entry requests, admin_queue.c).
  *

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Admin operations on queue entries: hold, release, delete, requeue and
  * flush.  Only the owner of an entry runs them (invariant 3): in listqd
  * the worker owning its bucket, which got the request from the master;

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Admin operations on queue entries, done by their owner (admin_ops.c).
  */
 #ifndef LISTQ_ADMIN_OPS_H

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * listq queue, show, and the commands that change entries: flush, hold,
  * release, delete, requeue.
  *

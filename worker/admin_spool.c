@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * listq: reading the spool and the pool's state, never changing either.
  *
  * Entries are read straight from the spool, whether listqd runs or not:

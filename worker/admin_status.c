@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * listq status and listq metrics: the pool as its master reports it
  * (workers, deliveries counted by the workers, the relay in use, each
  * relay up or pausing) and the

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Bounce processing (see bounce.h).
  *
  * The parsers look for the machine-readable part first (an RFC 3464

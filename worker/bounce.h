@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Bounce processing (bounce.c): what arrives at a list's -bounces
  * address is parsed (RFC 3464 reports, qmail's QSBMF, Exim's and other
  * plain-text reports, the VERP address the MTA delivered it to), each

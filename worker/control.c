@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * The control path of listqd: the master's unix socket SPOOLDIR/control
  * (SOCK_SEQPACKET: every message arrives whole, or not at all).
  *

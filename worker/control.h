@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * The control path of listqd (see control.c for the protocol).
  */
 #ifndef LISTQ_CONTROL_H

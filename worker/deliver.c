@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Delivery of due entries: expand, send, record, finish.
  *
  * For each entry of a batch: parse its header (an entry that cannot be

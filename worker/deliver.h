@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Delivering a batch of due entries over one SMTP session (deliver.c).
  */
 #ifndef LISTQ_DELIVER_H

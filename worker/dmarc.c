@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * DMARC policy discovery (RFC 7489, 6.6.3) for the From: domain of a
  * post, cached per domain in the worker that owns the post.
  *

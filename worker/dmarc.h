@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * The DMARC policy (RFC 7489) of a From: domain, as a listqd worker
  * looks it up and caches it (dmarc.c).
  */

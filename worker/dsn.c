@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Composing and queueing RFC 3464 delivery status notifications.
  *
  * A DSN is a multipart/report of three parts: a short text for people,

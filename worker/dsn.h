@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Delivery status notifications (RFC 3464) for recipients listqd could
  * not deliver (failed, or past max_queue_lifetime) or that are delayed
  * past delay_warning_time (dsn.c).

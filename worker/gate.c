@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * The posting gate: post_policy and nonmember_action of a list decide
  * whether a post goes to the members, waits for a moderator in
  * moderation/, is rejected with a notice or is discarded; and the

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * The posting gate (gate.c): who may post to a list, decided once per
  * post before its recipients are expanded.
  */

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Bounce processing of a list: a message piped to `bounces LIST` is
  * parsed (bounce.c); each failed recipient that is a member of the list
  * is recorded against that member.  On a list with verp = yes, the

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * What arrives at a list's -bounces address (incoming.c).
  */
 #ifndef LISTQ_INCOMING_H

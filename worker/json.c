@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * A small JSON writer (RFC 8259) for listq --json.
  *
  * Invariants: the output is always valid JSON whatever the strings hold:

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * A small JSON writer for listq --json (json.c).
  */
 #ifndef LISTQ_JSON_H

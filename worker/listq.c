@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * listq: the admin command of listq.
  *
  *	listq [-f CONFIG] COMMAND [ARGS]

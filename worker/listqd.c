@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * listqd: the delivery daemon of listq.
  *
  *	listqd [-f CONFIG] [-n WORKERS] [-F]

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * The master of listqd: forks N workers, each the only owner of the
  * buckets b with b mod N == w, and supervises them.
  *

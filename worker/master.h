@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * The master process of listqd (master.c) and its control socket
  * (master_ctl.c), which share the master's state.
  */

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * The master's end of the control path (protocol in control.c): it
  * accepts listq's connections on SPOOLDIR/control, lets in root and the
  * service uid only (SO_PEERCRED), answers ping, status (from the workers'

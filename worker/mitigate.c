@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * DMARC mitigation of a post: the decision, and the copy the members get.
  *
  * A list with dmarc_mitigation = munge_from or wrap mitigates a post

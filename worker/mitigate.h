@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * DMARC mitigation of a post (mitigate.c): From: rewritten or the post
  * wrapped, when its author's domain asks receivers to reject or
  * quarantine mail that fails DMARC.

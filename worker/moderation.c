@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * The moderation queue: posts the gate held, kept in moderation/ with a
  * record each until a moderator decides or moderation_lifetime ends.
  *

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * The moderation queue (moderation.c): posts held for a moderator.
  *
  *	SPOOLDIR/moderation/<id>		the post, the entry unchanged

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Reading a spooled message's own header section, for the few headers
  * listqd looks at (Subject, X-Loop, Content-Type, Delivered-To).
  *

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * A message's header section (msghead.c).
  */
 #ifndef LISTQ_MSGHEAD_H

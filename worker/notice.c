@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Composing listq's own notices with GMime: the notice of a held post to
  * each moderator (text, then the post as message/rfc822) and the notice
  * of a rejection to its poster.  They are queued as send entries from

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Notices listq composes (notice.c, with GMime): to the moderators about
  * a held post, to a poster about a rejection.  Each goes out as a send
  * entry from the null sender, with Auto-Submitted: auto-replied and the

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Messages listqd sends of its own accord: RFC 3464 DSNs to the sender
  * of an entry, notices to a list's owners (a member disabled after
  * bounces) and to a member (a VERP probe).  All are queued through the

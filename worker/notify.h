@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Messages listqd sends of its own accord (notify.c): DSNs to senders,
  * notices to a list's owners and to members, queued through the spool.
  */

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * The worker pool: what the master and its workers share.
  *
  * The master maps one slot per worker in memory shared with the workers

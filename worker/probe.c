@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * VERP probes: the pending probes of a list (see probe.h).
  *
  * LISTDIR/<list>/probes holds one line "token member sent" per probe

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * VERP probes (probe.c): before bounces disable a member, listqd sends
  * the member a short probe from the envelope sender
  * LIST-bounces<delim>probe-TOKEN@domain, TOKEN random and recorded with

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * The relays of smarthost: where a session goes, and when a relay pauses.
  *
  * smarthost is a comma-separated list tried in order: a session goes to

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * The smarthost list: which relay a session goes to, and when a relay
  * pauses (relay.c).
  *

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * The in-memory schedule of one worker (see schedule.h).
  *
  * Invariants: an id appears at most once; an entry is kept under its

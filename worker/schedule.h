@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * A worker's in-memory schedule: the entries of its own buckets and when
  * each is next due.  Small metadata per entry (invariant 8); bodies and
  * recipients stay on disk until an entry is due.

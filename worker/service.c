@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Who may run listqd and listq: root or the service uid (LISTQ_UID),
  * nobody else.  Root becomes the service identity before it touches the
  * spool or the lists, so that every file it creates there belongs to

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * The service identity (see service.c).
  */
 #ifndef LISTQ_SERVICE_H

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * smtp.c -- a batch of spooled messages to one relay, over several
  * sessions of listqd's own client (smtp_session.c) at once.
  *

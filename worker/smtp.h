@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * smtp.h -- a batch of spooled messages sent to one relay over listqd's
  * own SMTP client (smtp_session.c), several sessions at once.
  *

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * smtp_io.c -- non-blocking buffered I/O and TLS for listqd's SMTP
  * client.
  *

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * smtp_io.h -- buffered non-blocking I/O of one SMTP client connection,
  * in clear text or over TLS (OpenSSL), for a caller that polls.
  *

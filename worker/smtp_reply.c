@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * smtp_reply.c -- gathering and judging SMTP replies for listqd's client.
  *
  * A reply is one or more lines "ddd-text" ending with "ddd text" (or a

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * smtp_reply.h -- SMTP replies as listqd's client reads them: lines
  * gathered into one reply (RFC 5321 4.2), the reply code, the RFC 3463
  * enhanced status code, and the outcome a code means for a recipient.

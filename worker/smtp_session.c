@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * smtp_session.c -- the protocol state machine of listqd's SMTP client.
  *
  * A session runs through connect, greeting, EHLO (HELO when EHLO gets a

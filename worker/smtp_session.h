@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * smtp_session.h -- one SMTP client session of listqd, non-blocking,
  * driven by the worker's poll loop: many of these run in one process.
  *

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Delivery counters.
  *
  * A worker counts the deliveries it logs: deliver.c writes one line per

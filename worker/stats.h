@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Delivery counters (see stats.c): kept by each worker in its shared
  * slot, summed and windowed by the master, shown by listq status and
  * listq metrics.

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Tokens for decisions by mail: HMAC-SHA-256 (OpenSSL) over the list,
  * the action, the id and the expiry, keyed with a 32-byte secret that
  * listqd creates once per installation.

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Unguessable single-use tokens for decisions by mail (token.c).
  *
  * A token reads ACTION-ID-EXPIRES-MAC: MAC is the hex HMAC-SHA-256

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * A listqd worker: the one owner of the buckets b with b mod N == w.
  *
  * It learns of new entries at once through inotify on its own buckets,

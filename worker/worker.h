@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * One worker's view of the spool: its own buckets only (see worker.c).
  */
 #ifndef LISTQ_WORKER_H

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * A worker's side of the control path: the master passes it each listq
  * request about entries it owns ("UID VERB [ARG]", with the listq
  * connection attached); the worker acts as the entries' owner

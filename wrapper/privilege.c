@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Privilege handling of listq-wrapper: standard descriptors, the caller
  * check and the switch to the service identity.
  *

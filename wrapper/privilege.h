@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * The privileged steps of listq-wrapper, in the order main() takes them.
  * Each either succeeds or ends the process with a sysexits code and one
  * log line (see privilege.c).

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * listq-wrapper: the only privileged program of listq.  An MTA alias pipe
  * runs it as
  *

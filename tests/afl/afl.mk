@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 # AFL++ on listq-wrapper's argv and stdin (tests/afl/), included by the
 # Makefile.
 #

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Test-only entry point of the AFL++ build of listq-wrapper (tests/afl/):
  * one fuzzer input carries everything an MTA's caller controls through
  * the pipe, the arguments and the message:

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: ISC
 # AFL++ on listq-wrapper's argv and stdin (tests/afl/README.md).
 #
 # Replays every input of tests/afl/corpus/ (seeds, and every input that

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: ISC
 """listq end to end through a real Postfix (run by tests/e2e/run.sh, as root).
 
 A private Postfix instance (postfix -c DIR, own queue and data directory,

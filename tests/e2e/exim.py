@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: ISC
 """listq end to end through Exim 4 (run by tests/e2e/run.sh, as root).
 
 Debian's exim4-daemon-light conflicts with postfix, which the Postfix

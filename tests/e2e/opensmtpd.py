@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: ISC
 """listq end to end through OpenSMTPD (run by tests/e2e/run.sh, as root).
 
 Debian's opensmtpd conflicts with postfix, which the Postfix round needs

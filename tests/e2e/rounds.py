@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """One end-to-end round of listq through an MTA other than Postfix.
 
 tests/e2e/exim.py and tests/e2e/opensmtpd.py each describe their MTA as

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: ISC
 # End to end through a real Postfix, run by `make check` before the
 # Criterion suite: a private Postfix instance on loopback (its own config
 # directory and queue) pipes list mail into an installed listq-wrapper as

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 # libFuzzer harnesses (tests/fuzz/fuzz_*.c), included by the Makefile.
 #
 #   make fuzz FUZZ_SECONDS=600   fuzz each target that long, one after the

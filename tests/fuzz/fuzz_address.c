@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * libFuzzer harness: addresses (common/address.c).  The input is split
  * at its first NUL into two strings, compared both ways.
  */

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * libFuzzer harness: the bounce parser (worker/bounce.c: bounce_parse,
  * bounce_envelope_ext, bounce_verp_member; worker/probe.c:
  * probe_token_of), the header reader (worker/msghead.c: msghead_next) and

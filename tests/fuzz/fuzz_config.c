@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * libFuzzer harness: listq.conf (config_load, common/config.c) and a
  * list's config (list_conf_load, common/list.c), both through conf_read.
  * The input is written to a file in a private temporary directory laid

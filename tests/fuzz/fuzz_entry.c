@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * libFuzzer harness: the spool entry header (common/entry.c).
  * What parses must format back to the same header and parse again.
  */

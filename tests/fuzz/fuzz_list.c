@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * libFuzzer harness: list member files (addr_list_read, common/list.c)
  * read through fmemopen, then sorted, folded and searched.
  */

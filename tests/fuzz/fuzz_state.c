@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * libFuzzer harness: the delivery state file (common/state.c).
  * state_load() reads <id>.state from a bucket directory; the input is
  * written to such a file in a private temporary directory.  What loads

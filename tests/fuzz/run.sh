@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: ISC
 # Runs libFuzzer targets: first over every input in tests/fuzz/corpus/<t>
 # (seeds and regression inputs of crashes once found; any failure fails
 # the run), then FUZZ_SECONDS of fuzzing each, FUZZ_JOBS targets at a

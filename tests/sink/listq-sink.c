@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * listq-sink: a scriptable SMTP server for listq's tests, demo and
  * benchmarks.  It listens on 127.0.0.1 only, speaks ESMTP with PIPELINING
  * (and CHUNKING with -c, STARTTLS with -T, AUTH PLAIN and LOGIN with -A,

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Crash torture: messages enqueued through the real wrapper by WRITERS
  * concurrent MTA processes while random SIGKILLs hit listqd's workers
  * and, every MASTER_EVERY-th kill, its master (the test then starts

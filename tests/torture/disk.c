@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * disk: the spool on a small tmpfs, and file-system faults injected
  * call by call.
  *

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * faultfs.so: an LD_PRELOAD shim for the disk torture test that fails
  * one chosen file-system call, so that every error path of the wrapper
  * and of listqd runs at least once.  Test-only; never installed, and

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Faults torture: the relay misbehaves at random.  The test sink answers
  * about 30% of the SMTP transactions with a fault -- 421 and a closed
  * connection, 451, 452, 550, 552, a connection dropped in the middle of

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Flaky relay torture: a relay that fails about 30% of the transactions
  * with what a loaded MTA answers on an ordinary day -- 421 and a closed
  * connection at MAIL, RCPT or DATA, 451 or 452 to a RCPT, a connection

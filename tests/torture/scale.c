@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * scale: a large spool.  N entries are preloaded (written in-process
  * with the common library, as the service uid, on a tmpfs), then listqd
  * starts with its default four workers.  Measured and printed for each

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * The spool on a tmpfs of a chosen size (see spoolfs.h).  The mount is
  * made in a private mount namespace (unshare(CLONE_NEWNS) and / made
  * private, recursively), so nothing of it is seen outside the test's

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * The spool on its own tmpfs, in a private mount namespace (spoolfs.c):
  * the disk and scale torture tests.  Criterion runs each test in a
  * process of its own, so the namespace, and the mount, end with it; every

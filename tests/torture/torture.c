@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * The size knob and the report line shared by the torture tests.
  * LISTQ_TORTURE=full selects the sizes the assurance work names;
  * anything else (make check) the smoke.  The fields of /proc files and logs

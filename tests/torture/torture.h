@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * The torture suite (tests/torture/): invariants 1-8 of the design under
  * load, faults, a full disk and a large spool.  Each test has two sizes:
  * the full one that make torture runs (LISTQ_TORTURE=full) and a bounded
