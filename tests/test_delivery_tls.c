@@ -240,8 +240,8 @@ tls_relay(const char *list, bool chunking, const char *mode,
 }
 
 /*
- * encrypt, against a relay that also offers CHUNKING (hidden from
- * libESMTP in the EHLO reply that comes over TLS): the relay receives
+ * encrypt, against a relay that also offers CHUNKING in the EHLO reply
+ * that comes over TLS: the relay receives
  * the spooled message byte for byte plus the list headers, 8-bit bytes
  * and body lines that look like commands included.
  */
@@ -283,7 +283,7 @@ Test(tls, encrypt_delivers_byte_for_byte, .init = setup, .fini = teardown,
 /*
  * One TLS session after another, each one quick: the relay's TLS 1.3
  * session tickets, which make the socket readable before the reply to
- * EHLO is there, must not stall libESMTP until the command timeout.
+ * EHLO is there, must not stall the client until the command timeout.
  */
 Test(tls, sessions_do_not_stall, .init = setup, .fini = teardown,
     .timeout = 90)
@@ -675,8 +675,8 @@ Test(pipelining, refused_over_tls, .init = setup, .fini = teardown,
 }
 
 /*
- * Over TLS with more RCPT lines than libESMTP's 2 KiB buffer: the held
- * MAIL leaves with the first part of them, and every recipient of the
+ * Over TLS with more RCPT lines than fit one 2 KiB TLS record: the
+ * pipelined group leaves in several writes, and every recipient of the
  * one transaction is accepted.
  */
 Test(pipelining, over_tls_many_recipients, .init = setup,
