@@ -211,7 +211,7 @@ if [ "$root" = yes ]; then
 	done
 	n=$(find "$tmp/root-caps/var/spool/listq" -type d -user 38 -group 38 \
 	    -perm 0700 2>/dev/null | wc -l)
-	same "spool layout: 261 directories 38:38 0700" 261 "$n"
+	same "spool layout: 262 directories 38:38 0700" 262 "$n"
 	same "list directory 38:38 0700" "38:38:700" \
 	    "$(stat -c %u:%g:%a "$tmp/root-caps/var/lib/listq/lists" 2>/dev/null)"
 fi
@@ -295,7 +295,7 @@ else
 	    "$(stat -c %U:%G:%a /usr/sbin/listqd 2>/dev/null)"
 	n=$(find /var/spool/listq -type d -user list -group list -perm 0700 |
 	    wc -l)
-	same "spool: tmp, queue/00..ff, hold, corrupt, list:list 0700" 261 "$n"
+	same "spool: tmp, queue/00..ff, hold, corrupt, moderation, list:list 0700" 262 "$n"
 	same "list directory list:list 0700" "list:list:700" \
 	    "$(stat -c %U:%G:%a /var/lib/listq/lists 2>/dev/null)"
 	# As nobody: verify runs man for Documentation=, and man run by root

@@ -47,9 +47,14 @@ spool_view_open(struct spool_view *v)
 	char why[512];
 	unsigned int b;
 
-	/* Creates only what is missing: moderation/ in an older spool. */
-	if (spool_create(SPOOLDIR, LISTQ_UID, LISTQ_GID, why, sizeof(why)) ==
-	    -1)
+	/*
+	 * Creates only what is missing (moderation/ in an older spool): a
+	 * complete spool is only read, so listq also runs where the spool
+	 * is mounted read-only (listq-metrics.service).
+	 */
+	if (spool_check(SPOOLDIR, LISTQ_UID, LISTQ_GID, why, sizeof(why)) ==
+	    -1 && (errno != ENOENT || spool_create(SPOOLDIR, LISTQ_UID,
+	    LISTQ_GID, why, sizeof(why)) == -1))
 		errx(EX_TEMPFAIL, "spool: %s", why);
 	if ((v->spoolfd = spool_open(SPOOLDIR, LISTQ_UID, LISTQ_GID)) == -1 ||
 	    (v->holdfd = spool_open_dir(v->spoolfd, SPOOL_HOLD, LISTQ_UID,
