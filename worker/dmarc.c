@@ -255,6 +255,18 @@ on_reply(void *arg, int status, int timeouts, unsigned char *buf, int len)
 	    ares_strerror(status));
 }
 
+/*
+ * The poll events c-ares wants on socket i of ares_getsock()'s bits; its
+ * own ARES_GETSOCK_WRITABLE shifts a signed 1 into the sign bit for the
+ * last sockets (undefined behaviour), so the masks are unsigned here.
+ */
+static short
+sock_events(unsigned int bits, int i)
+{
+	return (short)((bits & (1u << i) ? POLLIN : 0) |
+	    (bits & (1u << (i + ARES_GETSOCK_MAXNUM)) ? POLLOUT : 0));
+}
+
 /* Runs the channel until both answers are in or the deadline passed. */
 static void
 wait_answers(ares_channel ch, const struct answer *a, size_t n,
@@ -280,12 +292,8 @@ wait_answers(ares_channel ch, const struct answer *a, size_t n,
 			break;
 		bits = ares_getsock(ch, s, ARES_GETSOCK_MAXNUM);
 		for (k = 0, i = 0; i < ARES_GETSOCK_MAXNUM; i++)
-			if (ARES_GETSOCK_READABLE(bits, i) ||
-			    ARES_GETSOCK_WRITABLE(bits, i))
-				pf[k++] = (struct pollfd){ .fd = s[i], .events =
-				    (short)((ARES_GETSOCK_READABLE(bits, i) ?
-				    POLLIN : 0) | (ARES_GETSOCK_WRITABLE(bits,
-				    i) ? POLLOUT : 0)) };
+			if ((pf[k].events = sock_events((unsigned)bits, i)))
+				pf[k++].fd = s[i];
 		if (poll(pf, (nfds_t)k, left > 100 ? 100 : (int)left) <= 0) {
 			ares_process_fd(ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
 			continue;
