@@ -62,6 +62,30 @@ dmarc_key(const char *key, const char *value, struct list_conf *lc)
 	return "unknown key";
 }
 
+/*
+ * archive_url goes into every post as "List-Archive: <url>": a URL of
+ * printable ASCII with a scheme, nothing that could end the angle
+ * brackets or the header line.
+ */
+static const char *
+archive_url(const char *value, struct list_conf *lc)
+{
+	const char *p;
+
+	for (p = value; *p != '\0'; p++)
+		if (*p <= 0x20 || *p >= 0x7f || *p == '<' || *p == '>')
+			return "not a URL (space, angle bracket or "
+			    "non-ASCII byte)";
+	if (strncmp(value, "https://", 8) != 0 &&
+	    strncmp(value, "http://", 7) != 0 &&
+	    strncmp(value, "mailto:", 7) != 0)
+		return "not an http, https or mailto URL";
+	if (strlcpy(lc->archive_url, value, sizeof(lc->archive_url)) >=
+	    sizeof(lc->archive_url))
+		return "value too long";
+	return NULL;
+}
+
 static const char *
 list_key(const char *key, const char *value, void *arg)
 {
@@ -85,6 +109,8 @@ list_key(const char *key, const char *value, void *arg)
 			return "value too long";
 		return NULL;
 	}
+	if (strcmp(key, "archive_url") == 0)
+		return archive_url(value, lc);
 	if (strcmp(key, "verp") == 0)
 		return list_word(value, (const char *const[]){ "no", "yes",
 		    NULL }, &lc->verp, "yes or no");

@@ -2,7 +2,7 @@
  * SPDX-License-Identifier: ISC
  *
  * Lists: LISTDIR/<name>/ holds "config" (address = name@domain, optional
- * subject_prefix, verp = yes|no, post_policy, nonmember_action and the
+ * subject_prefix, archive_url, verp = yes|no, post_policy, nonmember_action and the
  * dmarc_ keys of listq.conf(5)), "members" and "owners" (one address per
  * line, '#' comments and blank lines ignored; a line that is no address
  * or longer than LIST_LINE_MAX is bad, skipped whole and counted), and
@@ -32,6 +32,7 @@ struct list_conf {
 	char	name[LIST_NAME_MAX + 1];
 	char	address[ADDR_MAX + 1];		/* name@domain */
 	char	subject_prefix[128];
+	char	archive_url[256];		/* List-Archive; "" = none */
 	int	verp;				/* verp = yes */
 	int	dmarc_mitigation;		/* enum dmarc_mitigation */
 	int	dmarc_always;			/* dmarc_mitigation_always */

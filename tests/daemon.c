@@ -600,6 +600,28 @@ make_list(const char *name, size_t members)
 	free(text);
 }
 
+size_t
+list_headers(char *buf, size_t len, const char *list, const char *archive)
+{
+	int n;
+
+	n = snprintf(buf, len, "List-Id: <%s.example.org>\r\n"
+	    "List-Help: <mailto:%s-request@example.org?subject=help>\r\n"
+	    "List-Subscribe: <mailto:%s-request@example.org"
+	    "?subject=subscribe>\r\n"
+	    "List-Unsubscribe: <mailto:%s-request@example.org"
+	    "?subject=unsubscribe>\r\n"
+	    "List-Post: <mailto:%s@example.org>\r\n"
+	    "List-Owner: <mailto:%s-owner@example.org>\r\n"
+	    "%s%s%s"
+	    "X-Loop: %s@example.org\r\n", list, list, list, list, list, list,
+	    archive != NULL ? "List-Archive: <" : "",
+	    archive != NULL ? archive : "", archive != NULL ? ">\r\n" : "",
+	    list);
+	cr_assert(n > 0 && (size_t)n < len, "list headers do not fit");
+	return (size_t)n;
+}
+
 /* A loopback TCP port with nothing listening, free when asked. */
 int
 unused_port(void)

@@ -81,6 +81,13 @@ bool	sink_wait_fired(const struct sink *s, const char *kind_verb,
 
 /* A list NAME@example.org with members m0..m(n-1)@members.example. */
 void	make_list(const char *name, size_t members);
+/*
+ * The header lines listqd puts before each post of list@example.org, as
+ * the relay gets them (CRLF): the RFC 2369 and 2919 lines, List-Archive
+ * when archive is not NULL, then X-Loop.  Returns the length written.
+ */
+size_t	list_headers(char *buf, size_t len, const char *list,
+	    const char *archive);
 
 /* Appends text to LISTDIR/<list>/<file> (created if missing). */
 void	list_append(const char *list, const char *file, const char *text);
