@@ -127,4 +127,22 @@ bool	addr_list_has(const struct addr_list *l, const char *a);
  */
 long	addr_list_fold(struct addr_list *l);
 
+/*
+ * The whole of dirfd/file, NUL-terminated ("" when it does not exist);
+ * NULL with errno.  The caller frees.
+ */
+char	*list_file_slurp(int dirfd, const char *file, size_t *len);
+
+/*
+ * The one writer of list files (listq members, subscriptions by mail):
+ * rewrites dirfd/file keeping every line, comments included, but those
+ * whose address is in drop (sorted), appends the addresses of add not
+ * there yet, and replaces the file whole (durable_replace) only if that
+ * changed anything, counting what went and what came.  The caller holds
+ * the flock of the list's directory.  -1 with errno: nothing changed.
+ */
+int	list_file_edit(int dirfd, const char *file,
+	    const struct addr_list *drop, const struct addr_list *add,
+	    size_t *gone, size_t *added);
+
 #endif

@@ -92,6 +92,16 @@ size_t	list_headers(char *buf, size_t len, const char *list,
 /* Appends text to LISTDIR/<list>/<file> (created if missing). */
 void	list_append(const char *list, const char *file, const char *text);
 
+/* Waits at most ms until s has recorded n transactions. */
+bool	sink_wait_count(const struct sink *s, size_t n, int ms);
+/* How many recorded transactions of s went to rcpt. */
+size_t	sink_copies_to(const struct sink *s, const char *rcpt);
+/* The data of the only transaction of s to rcpt, from <> (caller frees). */
+char	*sink_data_to(const struct sink *s, const char *rcpt);
+/* The token ACTION-... in text (a notice) into tok. */
+void	notice_token(const char *text, const char *action, char *tok,
+	    size_t len);
+
 /* Polls cond every 20 ms for at most ms; true once it holds. */
 bool	wait_until(bool (*cond)(void *), void *arg, int ms);
 

@@ -9,10 +9,22 @@
  * gets exactly those lines, byte for byte.  A config whose archive_url
  * could end the header line or the angle brackets is refused, naming
  * the key.
+ *
+ * Subscribing by mail, the attacker first: a request sends one
+ * confirmation, to the From: address only, and none to a null, robot or
+ * list address; only the token of that request, list and action,
+ * unexpired, completes it, once: altered, replayed, other-list and
+ * expired tokens and a forged From: without one change nothing but a
+ * log line.  Then the limits: one pending request per address and list,
+ * subscribe_confirm_daily per address, subscribe_confirm_hourly in all.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 
@@ -114,4 +126,299 @@ Test(listheaders, bad_archive_url_refused, .init = setup, .fini = teardown,
 		out_free(&o);
 		spool_reset();
 	}
+}
+
+/* ---- subscribing by mail ------------------------------------------- */
+
+#define NEWBIE		"new@joiner.example"
+
+static void
+wait_log(const char *needle, size_t n)
+{
+	cr_assert(log_wait(&D, needle, n, WAIT_MS), "never logged %zu x "
+	    "\"%s\":\n%s", n, needle, daemon_log(&D));
+}
+
+static void
+wait_sink(size_t n)
+{
+	cr_assert(sink_wait_count(&S, n, WAIT_MS), "the sink has %zu "
+	    "transactions, not %zu", sink_count(&S), n);
+}
+
+static void
+start(const char *extra)
+{
+	sink_start(&S, NULL, 0, false);
+	daemon_config(&D, S.port, extra);
+	daemon_start(&D, 2);
+}
+
+/* A mail to name-request: Return-Path rp, From: from, the Subject. */
+static void
+request(const char *list, const char *rp, const char *from,
+    const char *subject)
+{
+	char msg[1024];
+	struct result r;
+
+	snprintf(msg, sizeof(msg), "Return-Path: <%s>\nFrom: <%s>\n"
+	    "To: %s-request@example.org\nSubject: %s\n\nplease\n", rp, from,
+	    list, subject);
+	cr_assert_eq(run_simple("request", list, msg, strlen(msg), &r), 0,
+	    "request %s: %s", list, r.err);
+}
+
+/* The members file of list, whole (caller frees). */
+static char *
+members_of(const char *list)
+{
+	char path[1024], *text;
+	size_t len;
+
+	snprintf(path, sizeof(path), "%s/%s/members", T.lists, list);
+	cr_assert_not_null(text = read_file(path, &len), "%s: %s", path,
+	    strerror(errno));
+	return text;
+}
+
+/* How often addr is a line of list's members file. */
+static size_t
+member_lines(const char *list, const char *addr)
+{
+	char *text = members_of(list), want[300];
+	const char *p;
+	size_t n = 0;
+
+	snprintf(want, sizeof(want), "\n%s\n", addr);
+	for (p = text; (p = strstr(p, want)) != NULL; p++)
+		n++;
+	free(text);
+	return n;
+}
+
+/* The data of the last notice (from <>) to addr (caller frees). */
+static char *
+sink_data_to_last(const char *addr)
+{
+	char want[300], *d = NULL;
+	struct txn *t;
+	size_t n = sink_load(&S, &t), i, k;
+
+	snprintf(want, sizeof(want), "<%s>", addr);
+	for (i = 0; i < n; i++)
+		for (k = 0; k < t[i].nrcpt; k++)
+			if (strcmp(t[i].rcpt[k], want) == 0 &&
+			    strcmp(t[i].from, "<>") == 0) {
+				free(d);
+				cr_assert_not_null(d = strdup(t[i].data));
+			}
+	txns_free(t, n);
+	cr_assert_not_null(d, "nothing went to %s", addr);
+	return d;
+}
+
+/* Asks, waits for the one confirmation to addr, returns its token. */
+static void
+ask(const char *list, const char *addr, const char *action, char *tok,
+    size_t len)
+{
+	size_t before = sink_count(&S), sent = sink_copies_to(&S, addr);
+	char *notice;
+
+	request(list, addr, addr, action);
+	wait_sink(before + 1);
+	cr_assert_eq(sink_copies_to(&S, addr), sent + 1);
+	notice = sink_data_to_last(addr);
+	notice_token(notice, action, tok, len);
+	free(notice);
+}
+
+/* Is the clock past the expiry of token ACTION-ID-EXPIRES-MAC? */
+static bool
+clock_past(void *arg)
+{
+	const char *p = strchr(arg, '-');
+
+	p = p != NULL ? strchr(p + 1, '-') : NULL;
+	cr_assert_not_null(p, "%s", (char *)arg);
+	return (long long)time(NULL) > strtoll(p + 1, NULL, 10);
+}
+
+/* A reply to the confirmation, from from, with subject "Re: " text. */
+static void
+confirm(const char *list, const char *from, const char *text)
+{
+	char subject[512];
+
+	snprintf(subject, sizeof(subject), "Re: confirm %s", text);
+	request(list, from, from, subject);
+}
+
+Test(subscribe, subscribe_and_unsubscribe_once_each, .init = setup,
+    .fini = teardown, .timeout = 180)
+{
+	char tok[256], *before, *after, *notice;
+
+	make_list("sub", 1);
+	start(NULL);
+	ask("sub", NEWBIE, "subscribe", tok, sizeof(tok));
+	cr_assert_eq(sink_count(&S), 1, "the confirmation went elsewhere too");
+	cr_assert_eq(member_lines("sub", NEWBIE), 0, "joined unconfirmed");
+	confirm("sub", NEWBIE, tok);
+	wait_log("<" NEWBIE "> subscribed by confirmation", 1);
+	cr_assert_eq(member_lines("sub", NEWBIE), 1);
+	wait_sink(2);
+	notice = sink_data_to_last(NEWBIE);
+	cr_assert_not_null(strstr(notice, "Subject: Welcome to sub@"), "%s",
+	    notice);
+	free(notice);
+
+	/* The same reply again: nothing. */
+	before = members_of("sub");
+	confirm("sub", NEWBIE, tok);
+	wait_log("confirmation ignored: no such pending request", 1);
+	after = members_of("sub");
+	cr_assert_str_eq(before, after);
+	free(before);
+	free(after);
+
+	/* The next post reaches the new member. */
+	post_numbered("sub", 7);
+	wait_log("status=sent", 4);
+	cr_assert_eq(sink_copies_to(&S, "m0@members.example"), 1);
+	cr_assert_eq(sink_copies_to(&S, NEWBIE), 3);
+
+	ask("sub", NEWBIE, "unsubscribe", tok, sizeof(tok));
+	cr_assert_eq(member_lines("sub", NEWBIE), 1, "left unconfirmed");
+	confirm("sub", NEWBIE, tok);
+	wait_log("<" NEWBIE "> unsubscribed by confirmation", 1);
+	cr_assert_eq(member_lines("sub", NEWBIE), 0);
+	cr_assert_eq(member_lines("sub", "m0@members.example"), 1);
+	wait_log("status=sent", 6);
+	notice = sink_data_to_last(NEWBIE);
+	cr_assert_not_null(strstr(notice, "Subject: Goodbye from sub@"),
+	    "%s", notice);
+	free(notice);
+}
+
+Test(subscribe, forged_altered_replayed_tokens_do_nothing, .init = setup,
+    .fini = teardown, .timeout = 180)
+{
+	char tok[256], bad[300], *before, *after;
+	size_t last;
+
+	make_list("sub", 1);
+	make_list("other", 1);
+	start(NULL);
+	ask("sub", NEWBIE, "subscribe", tok, sizeof(tok));
+	before = members_of("sub");
+
+	/* A forged From: that only says yes. */
+	confirm("sub", NEWBIE, "yes please");
+	wait_log("ignored: no token", 1);
+	/* The MAC altered; the action made another; another list. */
+	strlcpy(bad, tok, sizeof(bad));
+	last = strlen(bad) - 1;
+	bad[last] = bad[last] == '0' ? '1' : '0';
+	confirm("sub", NEWBIE, bad);
+	wait_log("wrong token", 1);
+	snprintf(bad, sizeof(bad), "un%s", tok);
+	confirm("sub", NEWBIE, bad);
+	wait_log("wrong token", 2);
+	confirm("other", NEWBIE, tok);
+	wait_log("wrong token", 3);
+	wait_log("removed (request processed)", 5);
+	after = members_of("sub");
+	cr_assert_str_eq(before, after);
+	free(after);
+	after = members_of("other");
+	cr_assert_null(strstr(after, NEWBIE));
+	free(after);
+	free(before);
+	cr_assert_eq(log_count(&D, "by confirmation"), 0);
+	cr_assert_eq(sink_count(&S), 1, "something was sent");
+}
+
+Test(subscribe, no_confirmation_to_robots_or_list_addresses, .init = setup,
+    .fini = teardown, .timeout = 120)
+{
+	make_list("sub", 1);
+	start(NULL);
+	request("sub", "", NEWBIE, "subscribe");
+	request("sub", "MAILER-DAEMON@joiner.example", NEWBIE, "subscribe");
+	request("sub", "MAILER-DAEMON@joiner.example",
+	    "MAILER-DAEMON@joiner.example", "subscribe");
+	request("sub", NEWBIE, "sub@example.org", "subscribe");
+	request("sub", NEWBIE, "sub-request@example.org", "subscribe");
+	request("sub", NEWBIE, "other-bounces@example.org", "subscribe");
+	request("sub", NEWBIE, "m0@members.example", "subscribe");
+	wait_log("removed (request processed)", 7);
+	wait_log("subscribe request ignored", 7);
+	cr_assert_eq(log_count(&D, "confirmation"), 0, "%s", daemon_log(&D));
+	cr_assert_eq(sink_count(&S), 0);
+}
+
+Test(subscribe, expired_token_does_nothing, .init = setup, .fini = teardown,
+    .timeout = 120)
+{
+	char tok[256];
+
+	make_list("sub", 1);
+	start("subscribe_lifetime = 1s\n");
+	ask("sub", NEWBIE, "subscribe", tok, sizeof(tok));
+	cr_assert(wait_until(clock_past, tok, WAIT_MS));
+	confirm("sub", NEWBIE, tok);
+	wait_log("confirmation ignored: token expired", 1);
+	cr_assert_eq(member_lines("sub", NEWBIE), 0);
+}
+
+/* ---- limits -------------------------------------------------------- */
+
+Test(subscribe, one_pending_per_address_and_list, .init = setup,
+    .fini = teardown, .timeout = 120)
+{
+	char tok[256];
+
+	make_list("sub", 1);
+	start(NULL);
+	ask("sub", NEWBIE, "subscribe", tok, sizeof(tok));
+	request("sub", NEWBIE, NEWBIE, "subscribe");
+	wait_log("no confirmation to <" NEWBIE ">: one is pending", 1);
+	wait_log("removed (request processed)", 2);
+	cr_assert_eq(sink_count(&S), 1);
+}
+
+Test(subscribe, daily_cap_per_address, .init = setup, .fini = teardown,
+    .timeout = 120)
+{
+	char tok[256];
+
+	make_list("one", 1);
+	make_list("two", 1);
+	make_list("three", 1);
+	start("subscribe_confirm_daily = 2\n");
+	ask("one", NEWBIE, "subscribe", tok, sizeof(tok));
+	ask("two", NEWBIE, "subscribe", tok, sizeof(tok));
+	request("three", NEWBIE, NEWBIE, "subscribe");
+	wait_log("no confirmation to <" NEWBIE ">: subscribe_confirm_daily "
+	    "(2) reached", 1);
+	wait_log("removed (request processed)", 3);
+	cr_assert_eq(sink_count(&S), 2);
+}
+
+Test(subscribe, hourly_cap_over_all, .init = setup, .fini = teardown,
+    .timeout = 120)
+{
+	char tok[256];
+
+	make_list("sub", 1);
+	start("subscribe_confirm_hourly = 2\n");
+	ask("sub", "a@joiner.example", "subscribe", tok, sizeof(tok));
+	ask("sub", "b@joiner.example", "subscribe", tok, sizeof(tok));
+	request("sub", "c@joiner.example", "c@joiner.example", "subscribe");
+	wait_log("no confirmation to <c@joiner.example>: "
+	    "subscribe_confirm_hourly (2) reached", 1);
+	wait_log("removed (request processed)", 3);
+	cr_assert_eq(sink_count(&S), 2);
 }
