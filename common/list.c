@@ -113,6 +113,10 @@ list_key(const char *key, const char *value, void *arg)
 			return "value too long";
 		return NULL;
 	}
+	if (strcmp(key, "subscribe_policy") == 0)
+		return list_word(value, (const char *const[]){ "confirm",
+		    "closed", NULL }, &lc->subscribe_policy,
+		    "confirm or closed");
 	if (strcmp(key, "archive_url") == 0)
 		return archive_url(value, lc);
 	if (strcmp(key, "verp") == 0)

@@ -2,7 +2,8 @@
  * SPDX-License-Identifier: ISC
  *
  * Lists: LISTDIR/<name>/ holds "config" (address = name@domain, optional
- * subject_prefix, archive_url, verp = yes|no, post_policy, nonmember_action and the
+ * subject_prefix, archive_url, verp = yes|no, post_policy, nonmember_action,
+ * subscribe_policy and the
  * dmarc_ keys of listq.conf(5)), "members" and "owners" (one address per
  * line, '#' comments and blank lines ignored; a line that is no address
  * or longer than LIST_LINE_MAX is bad, skipped whole and counted), and
@@ -39,7 +40,11 @@ struct list_conf {
 	int	dmarc_author_cc;		/* dmarc_author_header = cc */
 	int	post_policy;			/* enum post_policy */
 	int	nonmember_action;		/* enum nonmember_action */
+	int	subscribe_policy;		/* enum subscribe_policy */
 };
+
+/* Who may join by mail: confirm (default) or closed (the admin only). */
+enum subscribe_policy { SUBSCRIBE_CONFIRM, SUBSCRIBE_CLOSED };
 
 /* What a post From: a DMARC reject or quarantine domain becomes. */
 enum dmarc_mitigation { DMARC_MITIGATE_NONE, DMARC_MUNGE_FROM, DMARC_WRAP };

@@ -17,6 +17,8 @@
  * expired tokens and a forged From: without one change nothing but a
  * log line.  Then the limits: one pending request per address and list,
  * subscribe_confirm_daily per address, subscribe_confirm_hourly in all.
+ * "help" answers the asker only; a closed list lets nobody join by mail
+ * and everybody leave.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -143,7 +145,7 @@ static void
 wait_sink(size_t n)
 {
 	cr_assert(sink_wait_count(&S, n, WAIT_MS), "the sink has %zu "
-	    "transactions, not %zu", sink_count(&S), n);
+	    "transactions, not %zu:\n%s", sink_count(&S), n, daemon_log(&D));
 }
 
 static void
@@ -421,4 +423,43 @@ Test(subscribe, hourly_cap_over_all, .init = setup, .fini = teardown,
 	    "subscribe_confirm_hourly (2) reached", 1);
 	wait_log("removed (request processed)", 3);
 	cr_assert_eq(sink_count(&S), 2);
+}
+
+/* List-Help's address answers, to the asker only, never to a robot. */
+Test(subscribe, help_answers_the_asker, .init = setup, .fini = teardown,
+    .timeout = 120)
+{
+	char *notice;
+
+	make_list("sub", 1);
+	start(NULL);
+	request("sub", NEWBIE, "MAILER-DAEMON@joiner.example", "help");
+	request("sub", NEWBIE, NEWBIE, "help");
+	wait_log("help request ignored", 1);
+	wait_log("removed (request processed)", 2);
+	wait_sink(1);
+	notice = sink_data_to_last(NEWBIE);
+	cr_assert_not_null(strstr(notice, "Subject: Help for sub@"), "%s",
+	    notice);
+	cr_assert_not_null(strstr(notice, "sub-request@example.org"));
+	free(notice);
+	cr_assert_eq(sink_count(&S), 1);
+}
+
+/* A closed list lets nobody in by mail, and everybody out. */
+Test(subscribe, closed_list_refuses_joining_not_leaving, .init = setup,
+    .fini = teardown, .timeout = 120)
+{
+	char tok[256];
+
+	make_list("sub", 1);
+	list_append("sub", "config", "subscribe_policy = closed\n");
+	start(NULL);
+	request("sub", NEWBIE, NEWBIE, "subscribe");
+	wait_log("subscribe request ignored: the list is closed", 1);
+	cr_assert_eq(sink_count(&S), 0);
+	ask("sub", "m0@members.example", "unsubscribe", tok, sizeof(tok));
+	confirm("sub", "m0@members.example", tok);
+	wait_log("<m0@members.example> unsubscribed by confirmation", 1);
+	cr_assert_eq(member_lines("sub", "m0@members.example"), 0);
 }

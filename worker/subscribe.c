@@ -52,7 +52,8 @@ struct pending {
 const char *
 sub_command(const char *subject)
 {
-	static const char *const words[] = { "subscribe", "unsubscribe" };
+	static const char *const words[] = { "subscribe", "unsubscribe",
+	    "help" };
 	size_t i, n;
 
 	subject += strspn(subject, " \t");
@@ -165,15 +166,11 @@ pending_for(int dirfd, const char *list, const char *addr, time_t now)
 	return found;
 }
 
-/* The refusals that need no spool: robots, list roles, no change. */
+/* May anything be sent to addr: no robot's, no list's own address? */
 static const char *
-ask_refused(const struct list_conf *lc, const char *action, const char *addr)
+unanswerable(const struct list_conf *lc, const char *addr)
 {
-	struct addr_list members;
 	const char *at = strrchr(addr, '@');
-	char err[256];
-	bool member;
-	size_t bad;
 
 	if (addr[0] == '\0')
 		return "no From: address";
@@ -181,6 +178,24 @@ ask_refused(const struct list_conf *lc, const char *action, const char *addr)
 	    (at != NULL && at - addr >= 8 &&
 	    strncasecmp(at - 8, "-request", 8) == 0))
 		return "From: is a robot's or a list's own address";
+	return NULL;
+}
+
+/* The refusals that need no spool: robots, list roles, no change. */
+static const char *
+ask_refused(const struct list_conf *lc, const char *action, const char *addr)
+{
+	struct addr_list members;
+	const char *why;
+	char err[256];
+	bool member;
+	size_t bad;
+
+	if ((why = unanswerable(lc, addr)) != NULL)
+		return why;
+	if (strcmp(action, "subscribe") == 0 &&
+	    lc->subscribe_policy == SUBSCRIBE_CLOSED)
+		return "the list is closed (subscribe_policy = closed)";
 	if (list_addresses(LISTDIR, lc->name, "members", &members, &bad, err,
 	    sizeof(err)) == -1)
 		return "the members file cannot be read";
@@ -232,7 +247,11 @@ within_caps(struct worker *w, const char *rid, const char *addr)
 	const struct config *c = &w->ctx->cfg;
 	const struct ledger_limit lim = { c->subscribe_confirm_daily, 86400,
 	    c->subscribe_confirm_hourly, 3600 };
-	int rc = notice_ledger(w->spoolfd, SENT, addr, time(NULL), &lim);
+	int rc, fd;
+
+	if ((fd = sub_dir(w)) != -1)
+		close(fd);	/* the ledger's directory */
+	rc = notice_ledger(w->spoolfd, SENT, addr, time(NULL), &lim);
 
 	if (rc == 1)
 		log_msg(LOG_WARNING, rid, "no confirmation to <%s>: "
@@ -260,6 +279,37 @@ pending_write(int dirfd, const char *id, const struct pending *p)
 	return durable_replace(dirfd, id, buf, (size_t)n);
 }
 
+/* The answer to "help": how to join and leave; within the caps. */
+static void
+send_help(struct worker *w, const char *rid, const struct list_conf *lc,
+    const char *addr)
+{
+	char subject[ADDR_MAX + 32], text[1024], nid[QID_SIZE];
+	const char *why, *domain = address_domain(lc->address);
+
+	if ((why = unanswerable(lc, addr)) != NULL) {
+		log_msg(LOG_WARNING, rid, "list=%s, help request ignored: %s "
+		    "(<%s>)", lc->name, why, addr);
+		return;
+	}
+	if (!within_caps(w, rid, addr))
+		return;
+	snprintf(subject, sizeof(subject), "Help for %s", lc->address);
+	snprintf(text, sizeof(text), "This is the list %s.\n\nWrite to "
+	    "%s-request@%s with one of these as the Subject:\n"
+	    "  subscribe     to join (a confirmation comes back)\n"
+	    "  unsubscribe   to leave (a confirmation comes back)\n"
+	    "  help          for this text\n\nThe list's owners are "
+	    "%s-owner@%s.\n", lc->address, lc->name, domain, lc->name,
+	    domain);
+	if (notice_plain(w->spoolfd, lc, addr, subject, text, nid) == -1)
+		log_msg(LOG_ERR, rid, "list=%s, no help to <%s>: %s",
+		    lc->name, addr, strerror(errno));
+	else
+		log_msg(LOG_INFO, rid, "list=%s, help %s to <%s>", lc->name,
+		    nid, addr);
+}
+
 void
 sub_ask(struct worker *w, const char *rid, const struct list_conf *lc,
     const char *action, const char *addr,
@@ -272,6 +322,10 @@ sub_ask(struct worker *w, const char *rid, const struct list_conf *lc,
 	struct token t;
 	int dirfd;
 
+	if (strcmp(action, "help") == 0) {
+		send_help(w, rid, lc, addr);
+		return;
+	}
 	if ((why = ask_refused(lc, action, addr)) != NULL) {
 		log_msg(LOG_WARNING, rid, "list=%s, %s request ignored: %s "
 		    "(<%s>)", lc->name, action, why, addr);

@@ -23,7 +23,7 @@
 
 #define SPOOL_SUBSCRIBE	"subscribe"
 
-/* "subscribe" or "unsubscribe" when the Subject asks it, else NULL. */
+/* "subscribe", "unsubscribe" or "help" when the Subject asks it, or NULL. */
 const char *sub_command(const char *subject);
 
 /* Is a token's action one of ours? */
