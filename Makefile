@@ -80,6 +80,7 @@ LISTQD_SRC	= worker/bounce.c worker/deliver.c worker/dsn.c worker/listqd.c \
 		  worker/incoming.c worker/master.c worker/msghead.c \
 		  worker/notify.c worker/probe.c worker/relay.c worker/dmarc.c \
 		  worker/mitigate.c worker/gate.c worker/schedule.c worker/smtp.c \
+		  worker/subscribe.c \
 		  worker/worker.c $(SMTP_CLIENT_SRC)
 TEST_SRC	= $(wildcard tests/test_*.c) tests/harness.c tests/daemon.c
 # The admin path (listq, and its end in listqd): shared by both programs.

@@ -72,6 +72,12 @@ static const struct key keys[] = {
 	{ "dmarc_defer_time", DUR, U(dmarc_defer_time), 0, 86400, "5m", NULL },
 	{ "moderation_lifetime", DUR, U(moderation_lifetime), 1, 8640000,
 	    "14d", NULL },
+	{ "subscribe_lifetime", DUR, U(subscribe_lifetime), 1, 8640000,
+	    "3d", NULL },
+	{ "subscribe_confirm_daily", NUM, U(subscribe_confirm_daily), 1,
+	    10000, "5", NULL },
+	{ "subscribe_confirm_hourly", NUM, U(subscribe_confirm_hourly), 1,
+	    1000000, "100", NULL },
 };
 #define NKEYS	(sizeof(keys) / sizeof(keys[0]))
 

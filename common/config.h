@@ -43,6 +43,9 @@ struct config {
 	unsigned int	dns_timeout;		/* one DMARC lookup, seconds */
 	unsigned int	dmarc_defer_time;	/* wait for DNS, then mitigate */
 	unsigned int	moderation_lifetime;	/* a held post, then discarded */
+	unsigned int	subscribe_lifetime;	/* a pending (un)subscription */
+	unsigned int	subscribe_confirm_daily;  /* per address, all lists */
+	unsigned int	subscribe_confirm_hourly; /* all addresses */
 };
 
 enum { TLS_NONE, TLS_MAY, TLS_ENCRYPT, TLS_VERIFY };

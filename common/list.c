@@ -11,7 +11,10 @@
  * fails with the file and line named.  Failure modes: out of memory
  * (ENOMEM, nothing returned), a file that cannot be opened (named).
  */
+#include <sys/stat.h>
+
 #include <ctype.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +24,7 @@
 
 #include "address.h"
 #include "config.h"
+#include "durable.h"
 #include "list.h"
 
 const char *const list_policy_words[] = { "members", "moderated",
@@ -62,6 +66,30 @@ dmarc_key(const char *key, const char *value, struct list_conf *lc)
 	return "unknown key";
 }
 
+/*
+ * archive_url goes into every post as "List-Archive: <url>": a URL of
+ * printable ASCII with a scheme, nothing that could end the angle
+ * brackets or the header line.
+ */
+static const char *
+archive_url(const char *value, struct list_conf *lc)
+{
+	const char *p;
+
+	for (p = value; *p != '\0'; p++)
+		if (*p <= 0x20 || *p >= 0x7f || *p == '<' || *p == '>')
+			return "not a URL (space, angle bracket or "
+			    "non-ASCII byte)";
+	if (strncmp(value, "https://", 8) != 0 &&
+	    strncmp(value, "http://", 7) != 0 &&
+	    strncmp(value, "mailto:", 7) != 0)
+		return "not an http, https or mailto URL";
+	if (strlcpy(lc->archive_url, value, sizeof(lc->archive_url)) >=
+	    sizeof(lc->archive_url))
+		return "value too long";
+	return NULL;
+}
+
 static const char *
 list_key(const char *key, const char *value, void *arg)
 {
@@ -85,6 +113,12 @@ list_key(const char *key, const char *value, void *arg)
 			return "value too long";
 		return NULL;
 	}
+	if (strcmp(key, "subscribe_policy") == 0)
+		return list_word(value, (const char *const[]){ "confirm",
+		    "closed", NULL }, &lc->subscribe_policy,
+		    "confirm or closed");
+	if (strcmp(key, "archive_url") == 0)
+		return archive_url(value, lc);
 	if (strcmp(key, "verp") == 0)
 		return list_word(value, (const char *const[]){ "no", "yes",
 		    NULL }, &lc->verp, "yes or no");
@@ -389,4 +423,91 @@ addr_list_fold(struct addr_list *l)
 			l->v[kept++] = l->v[i];
 	l->n = kept;
 	return gone;
+}
+
+char *
+list_file_slurp(int dirfd, const char *file, size_t *len)
+{
+	struct stat st;
+	char *buf;
+	ssize_t n;
+	int fd, saved;
+
+	*len = 0;
+	if ((fd = openat(dirfd, file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) ==
+	    -1)
+		return errno == ENOENT ? calloc(1, 1) : NULL;
+	if (fstat(fd, &st) == -1 || (buf = malloc((size_t)st.st_size + 1)) ==
+	    NULL) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+		return NULL;
+	}
+	while (*len < (size_t)st.st_size && (n = read(fd, buf + *len,
+	    (size_t)st.st_size - *len)) > 0)
+		*len += (size_t)n;
+	close(fd);
+	buf[*len] = '\0';
+	return buf;
+}
+
+/* Copies the lines of old to f but those in drop; collects the rest. */
+static int
+edit_lines(char *old, FILE *f, const struct addr_list *drop,
+    struct addr_list *have, size_t *gone)
+{
+	char *p = old, *line, addr[ADDR_MAX + 1];
+	const char *why;
+	bool is_addr;
+
+	while ((line = strsep(&p, "\n")) != NULL) {
+		if (p == NULL && *line == '\0')
+			break;		/* after the last newline */
+		is_addr = list_line_take(line, strlen(line), addr,
+		    sizeof(addr), &why) == LIST_LINE_ADDRESS;
+		if (is_addr && addr_list_has(drop, addr)) {
+			(*gone)++;
+			continue;
+		}
+		fprintf(f, "%s\n", line);
+		if (is_addr && addr_list_add(have, addr) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+int
+list_file_edit(int dirfd, const char *file, const struct addr_list *drop,
+    const struct addr_list *add, size_t *gone, size_t *added)
+{
+	struct addr_list have = { NULL, 0 };
+	char *old, *buf = NULL;
+	size_t len, i;
+	int rc = -1;
+	FILE *f;
+
+	if ((old = list_file_slurp(dirfd, file, &len)) == NULL)
+		return -1;
+	if ((f = open_memstream(&buf, &len)) == NULL) {
+		free(old);
+		return -1;
+	}
+	if (edit_lines(old, f, drop, &have, gone) == 0) {
+		addr_list_sort(&have);
+		for (i = 0; i < add->n; i++)
+			if (!addr_list_has(&have, add->v[i])) {
+				fprintf(f, "%s\n", add->v[i]);
+				(*added)++;
+			}
+		rc = 0;
+	}
+	if (fclose(f) != 0)
+		rc = -1;
+	if (rc == 0 && (*gone > 0 || *added > 0))
+		rc = durable_replace(dirfd, file, buf, len);
+	free(buf);
+	free(old);
+	addr_list_free(&have);
+	return rc;
 }

@@ -2,7 +2,8 @@
  * SPDX-License-Identifier: ISC
  *
  * Lists: LISTDIR/<name>/ holds "config" (address = name@domain, optional
- * subject_prefix, verp = yes|no, post_policy, nonmember_action and the
+ * subject_prefix, archive_url, verp = yes|no, post_policy, nonmember_action,
+ * subscribe_policy and the
  * dmarc_ keys of listq.conf(5)), "members" and "owners" (one address per
  * line, '#' comments and blank lines ignored; a line that is no address
  * or longer than LIST_LINE_MAX is bad, skipped whole and counted), and
@@ -32,13 +33,18 @@ struct list_conf {
 	char	name[LIST_NAME_MAX + 1];
 	char	address[ADDR_MAX + 1];		/* name@domain */
 	char	subject_prefix[128];
+	char	archive_url[256];		/* List-Archive; "" = none */
 	int	verp;				/* verp = yes */
 	int	dmarc_mitigation;		/* enum dmarc_mitigation */
 	int	dmarc_always;			/* dmarc_mitigation_always */
 	int	dmarc_author_cc;		/* dmarc_author_header = cc */
 	int	post_policy;			/* enum post_policy */
 	int	nonmember_action;		/* enum nonmember_action */
+	int	subscribe_policy;		/* enum subscribe_policy */
 };
+
+/* Who may join by mail: confirm (default) or closed (the admin only). */
+enum subscribe_policy { SUBSCRIBE_CONFIRM, SUBSCRIBE_CLOSED };
 
 /* What a post From: a DMARC reject or quarantine domain becomes. */
 enum dmarc_mitigation { DMARC_MITIGATE_NONE, DMARC_MUNGE_FROM, DMARC_WRAP };
@@ -125,5 +131,23 @@ bool	addr_list_has(const struct addr_list *l, const char *a);
  * memory (l unchanged).
  */
 long	addr_list_fold(struct addr_list *l);
+
+/*
+ * The whole of dirfd/file, NUL-terminated ("" when it does not exist);
+ * NULL with errno.  The caller frees.
+ */
+char	*list_file_slurp(int dirfd, const char *file, size_t *len);
+
+/*
+ * The one writer of list files (listq members, subscriptions by mail):
+ * rewrites dirfd/file keeping every line, comments included, but those
+ * whose address is in drop (sorted), appends the addresses of add not
+ * there yet, and replaces the file whole (durable_replace) only if that
+ * changed anything, counting what went and what came.  The caller holds
+ * the flock of the list's directory.  -1 with errno: nothing changed.
+ */
+int	list_file_edit(int dirfd, const char *file,
+	    const struct addr_list *drop, const struct addr_list *add,
+	    size_t *gone, size_t *added);
 
 #endif

@@ -600,6 +600,109 @@ make_list(const char *name, size_t members)
 	free(text);
 }
 
+size_t
+list_headers(char *buf, size_t len, const char *list, const char *archive)
+{
+	int n;
+
+	n = snprintf(buf, len, "List-Id: <%s.example.org>\r\n"
+	    "List-Help: <mailto:%s-request@example.org?subject=help>\r\n"
+	    "List-Subscribe: <mailto:%s-request@example.org"
+	    "?subject=subscribe>\r\n"
+	    "List-Unsubscribe: <mailto:%s-request@example.org"
+	    "?subject=unsubscribe>\r\n"
+	    "List-Post: <mailto:%s@example.org>\r\n"
+	    "List-Owner: <mailto:%s-owner@example.org>\r\n"
+	    "%s%s%s"
+	    "X-Loop: %s@example.org\r\n", list, list, list, list, list, list,
+	    archive != NULL ? "List-Archive: <" : "",
+	    archive != NULL ? archive : "", archive != NULL ? ">\r\n" : "",
+	    list);
+	cr_assert(n > 0 && (size_t)n < len, "list headers do not fit");
+	return (size_t)n;
+}
+
+struct sink_n {
+	const struct sink	*s;
+	size_t			 n;
+};
+
+static bool
+sink_has(void *arg)
+{
+	const struct sink_n *w = arg;
+
+	return sink_count(w->s) >= w->n;
+}
+
+bool
+sink_wait_count(const struct sink *s, size_t n, int ms)
+{
+	struct sink_n w = { s, n };
+
+	return wait_until(sink_has, &w, ms);
+}
+
+/* Is the sink's "<addr>" addr? */
+static bool
+is_rcpt(const char *recorded, const char *addr)
+{
+	size_t n = strlen(addr);
+
+	return recorded[0] == '<' && strncmp(recorded + 1, addr, n) == 0 &&
+	    strcmp(recorded + 1 + n, ">") == 0;
+}
+
+size_t
+sink_copies_to(const struct sink *s, const char *rcpt)
+{
+	struct txn *t;
+	size_t n = sink_load(s, &t), i, k, c = 0;
+
+	for (i = 0; i < n; i++)
+		for (k = 0; k < t[i].nrcpt; k++)
+			c += is_rcpt(t[i].rcpt[k], rcpt);
+	txns_free(t, n);
+	return c;
+}
+
+char *
+sink_data_to(const struct sink *s, const char *rcpt)
+{
+	struct txn *t;
+	size_t n = sink_load(s, &t), i, k;
+	char *d = NULL;
+
+	for (i = 0; i < n; i++)
+		for (k = 0; k < t[i].nrcpt; k++)
+			if (is_rcpt(t[i].rcpt[k], rcpt)) {
+				cr_assert_null(d, "two copies to %s", rcpt);
+				d = strdup(t[i].data);
+				cr_assert_str_eq(t[i].from, "<>", "a notice "
+				    "from %s, not <>", t[i].from);
+			}
+	txns_free(t, n);
+	cr_assert_not_null(d, "nothing went to %s", rcpt);
+	return d;
+}
+
+void
+notice_token(const char *text, const char *action, char *tok, size_t len)
+{
+	char want[32];
+	const char *p;
+	size_t n;
+
+	snprintf(want, sizeof(want), "%s-", action);
+	cr_assert_not_null(p = strstr(text, want), "no %s token in %s",
+	    action, text);
+	n = strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789-");
+	cr_assert_lt(n, len);
+	memcpy(tok, p, n);
+	tok[n] = '\0';
+}
+
 /* A loopback TCP port with nothing listening, free when asked. */
 int
 unused_port(void)

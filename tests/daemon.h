@@ -81,9 +81,26 @@ bool	sink_wait_fired(const struct sink *s, const char *kind_verb,
 
 /* A list NAME@example.org with members m0..m(n-1)@members.example. */
 void	make_list(const char *name, size_t members);
+/*
+ * The header lines listqd puts before each post of list@example.org, as
+ * the relay gets them (CRLF): the RFC 2369 and 2919 lines, List-Archive
+ * when archive is not NULL, then X-Loop.  Returns the length written.
+ */
+size_t	list_headers(char *buf, size_t len, const char *list,
+	    const char *archive);
 
 /* Appends text to LISTDIR/<list>/<file> (created if missing). */
 void	list_append(const char *list, const char *file, const char *text);
+
+/* Waits at most ms until s has recorded n transactions. */
+bool	sink_wait_count(const struct sink *s, size_t n, int ms);
+/* How many recorded transactions of s went to rcpt. */
+size_t	sink_copies_to(const struct sink *s, const char *rcpt);
+/* The data of the only transaction of s to rcpt, from <> (caller frees). */
+char	*sink_data_to(const struct sink *s, const char *rcpt);
+/* The token ACTION-... in text (a notice) into tok. */
+void	notice_token(const char *text, const char *action, char *tok,
+	    size_t len);
 
 /* Polls cond every 20 ms for at most ms; true once it holds. */
 bool	wait_until(bool (*cond)(void *), void *arg, int ms);

@@ -254,25 +254,26 @@ Test(tls, encrypt_delivers_byte_for_byte, .init = setup, .fini = teardown,
 	    "line\n.dot line\n..two dots\n\ttab\nAUTH PLAIN in the body\n"
 	    "MAIL FROM:<not@a.command>\nlast line without newline";
 	/* What the relay must get: list headers, CRLF, a final CRLF. */
-	static const char want[] = "List-Id: <tau.example.org>\r\n"
-	    "List-Post: <mailto:tau@example.org>\r\n"
-	    "List-Owner: <mailto:tau-owner@example.org>\r\n"
-	    "X-Loop: tau@example.org\r\n"
-	    "Return-Path: <x@example.net>\r\nFrom: a@example.net\r\n"
+	static const char body[] = "Return-Path: <x@example.net>\r\nFrom: a@example.net\r\n"
 	    "To: one@example.net\r\nTo: two@example.net\r\n"
 	    "Cc: c@example.net\r\nSubject: caf\xc3\xa9 over TLS\r\n\r\n"
 	    "line\r\n.dot line\r\n..two dots\r\n\ttab\r\n"
 	    "AUTH PLAIN in the body\r\nMAIL FROM:<not@a.command>\r\n"
 	    "last line without newline\r\n";
+	char want[2048];
+	size_t n;
 	struct txn *t;
 
+	n = list_headers(want, sizeof(want), "tau", NULL);
+	cr_assert(n + sizeof(body) <= sizeof(want));
+	memcpy(want + n, body, sizeof(body));
+	n += sizeof(body) - 1;
 	tls_relay("tau", true, "encrypt", "relay.crt");
 	post("tau", msg);
 	wait_delivered(1);
 	cr_assert_eq(sink_load(&S, &t), 1);
-	cr_assert(t[0].len == sizeof(want) - 1 &&
-	    memcmp(t[0].data, want, t[0].len) == 0, "got %zu bytes, want "
-	    "%zu:\n%s", t[0].len, sizeof(want) - 1, t[0].data);
+	cr_assert(t[0].len == n && memcmp(t[0].data, want, n) == 0,
+	    "got %zu bytes, want %zu:\n%s", t[0].len, n, t[0].data);
 	txns_free(t, 1);
 	assert_envelope_has(1, "X-Sink-TLS: yes\n", true);
 	assert_envelope_has(1, "BODY=8BITMIME", true);

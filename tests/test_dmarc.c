@@ -225,13 +225,10 @@ wait_txns(size_t n)
 static char *
 as_sent(const char *list, const char *text)
 {
-	char *out = malloc(1024 + 2 * strlen(text)), *p;
+	char *out = malloc(2048 + 2 * strlen(text)), *p;
 
 	cr_assert_not_null(out);
-	p = out + sprintf(out, "List-Id: <%s.example.org>\r\n"
-	    "List-Post: <mailto:%s@example.org>\r\n"
-	    "List-Owner: <mailto:%s-owner@example.org>\r\n"
-	    "X-Loop: %s@example.org\r\n", list, list, list, list);
+	p = out + list_headers(out, 2048, list, NULL);
 	for (; *text != '\0'; text++) {
 		if (*text == '\n')
 			*p++ = '\r';

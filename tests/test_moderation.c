@@ -140,62 +140,23 @@ wait_log(const char *needle, size_t n)
 	    n, needle);
 }
 
-static bool
-sink_has(void *arg)
-{
-	return sink_count(&S) >= *(size_t *)arg;
-}
-
 static void
 wait_sink(size_t n)
 {
-	cr_assert(wait_until(sink_has, &n, WAIT_MS), "the sink has %zu "
+	cr_assert(sink_wait_count(&S, n, WAIT_MS), "the sink has %zu "
 	    "transactions, not %zu", sink_count(&S), n);
 }
 
-/* Is the sink's "<addr>" addr? */
-static bool
-is_rcpt(const char *recorded, const char *addr)
-{
-	size_t n = strlen(addr);
-
-	return recorded[0] == '<' && strncmp(recorded + 1, addr, n) == 0 &&
-	    strcmp(recorded + 1 + n, ">") == 0;
-}
-
-/* How many recorded transactions went to rcpt. */
 static size_t
 copies_to(const char *rcpt)
 {
-	struct txn *t;
-	size_t n = sink_load(&S, &t), i, k, c = 0;
-
-	for (i = 0; i < n; i++)
-		for (k = 0; k < t[i].nrcpt; k++)
-			c += is_rcpt(t[i].rcpt[k], rcpt);
-	txns_free(t, n);
-	return c;
+	return sink_copies_to(&S, rcpt);
 }
 
-/* The data of the only transaction to rcpt (caller frees). */
 static char *
 data_to(const char *rcpt)
 {
-	struct txn *t;
-	size_t n = sink_load(&S, &t), i, k;
-	char *d = NULL;
-
-	for (i = 0; i < n; i++)
-		for (k = 0; k < t[i].nrcpt; k++)
-			if (is_rcpt(t[i].rcpt[k], rcpt)) {
-				cr_assert_null(d, "two copies to %s", rcpt);
-				d = strdup(t[i].data);
-				cr_assert_str_eq(t[i].from, "<>", "a notice "
-				    "from %s, not <>", t[i].from);
-			}
-	txns_free(t, n);
-	cr_assert_not_null(d, "nothing went to %s", rcpt);
-	return d;
+	return sink_data_to(&S, rcpt);
 }
 
 static void
@@ -239,24 +200,6 @@ held_count(void)
 		n++;
 	out_free(&O);
 	return n;
-}
-
-/* The token for action in the notice's text (caller's buffer). */
-static void
-notice_token(const char *notice, const char *action, char *tok, size_t len)
-{
-	char want[32];
-	const char *p;
-	size_t n;
-
-	snprintf(want, sizeof(want), "%s-", action);
-	cr_assert_not_null(p = strstr(notice, want), "no %s token in %s",
-	    action, notice);
-	n = strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	    "0123456789-");
-	cr_assert_lt(n, len);
-	memcpy(tok, p, n);
-	tok[n] = '\0';
 }
 
 /* A moderator's (or a forger's) reply to name-request. */

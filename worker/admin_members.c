@@ -67,29 +67,10 @@ list_open(const char *name, int lock)
 static char *
 slurp(int dirfd, const char *file, size_t *len)
 {
-	struct stat st;
-	char *buf;
-	int fd;
+	char *buf = list_file_slurp(dirfd, file, len);
 
-	*len = 0;
-	if ((fd = openat(dirfd, file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) ==
-	    -1) {
-		if (errno != ENOENT)
-			err(EX_TEMPFAIL, "%s", file);
-		return calloc(1, 1);
-	}
-	if (fstat(fd, &st) == -1 || (buf = malloc((size_t)st.st_size + 1)) ==
-	    NULL)
-		err(EX_OSERR, "%s", file);
-	while (*len < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + *len, (size_t)st.st_size - *len);
-
-		if (n <= 0)
-			break;
-		*len += (size_t)n;
-	}
-	close(fd);
-	buf[*len] = '\0';
+	if (buf == NULL)
+		err(EX_TEMPFAIL, "%s", file);
 	return buf;
 }
 
@@ -118,51 +99,13 @@ list_file_replace(int dirfd, const char *file, const char *buf, size_t len)
 		err(EX_TEMPFAIL, "writing %s", file);
 }
 
-/*
- * Rewrites dirfd/file keeping every line (comments included) but those
- * whose address is in drop (sorted), and appending the addresses of add
- * not there yet.  Counts what went and what came.
- */
+/* list_file_edit(), or the process ends naming the file. */
 static void
 edit_file(int dirfd, const char *file, const struct addr_list *drop,
     const struct addr_list *add, size_t *gone, size_t *added)
 {
-	char *old, *p, *line, *buf = NULL, addr[ADDR_MAX + 1];
-	struct addr_list have = { NULL, 0 };
-	const char *why;
-	size_t len, i;
-	bool is_addr;
-	FILE *f;
-
-	p = old = slurp(dirfd, file, &len);
-	if ((f = open_memstream(&buf, &len)) == NULL)
-		err(EX_OSERR, NULL);
-	while ((line = strsep(&p, "\n")) != NULL) {
-		if (p == NULL && *line == '\0')
-			break;		/* after the last newline */
-		is_addr = list_line_take(line, strlen(line), addr,
-		    sizeof(addr), &why) == LIST_LINE_ADDRESS;
-		if (is_addr && addr_list_has(drop, addr)) {
-			(*gone)++;
-			continue;
-		}
-		fprintf(f, "%s\n", line);
-		if (is_addr && addr_list_add(&have, addr) == -1)
-			err(EX_OSERR, NULL);
-	}
-	addr_list_sort(&have);
-	for (i = 0; i < add->n; i++)
-		if (!addr_list_has(&have, add->v[i])) {
-			fprintf(f, "%s\n", add->v[i]);
-			(*added)++;
-		}
-	if (fclose(f) != 0)
-		err(EX_OSERR, NULL);
-	if (*gone > 0 || *added > 0)
-		list_file_replace(dirfd, file, buf, len);
-	free(buf);
-	free(old);
-	addr_list_free(&have);
+	if (list_file_edit(dirfd, file, drop, add, gone, added) == -1)
+		err(EX_TEMPFAIL, "writing %s", file);
 }
 
 int

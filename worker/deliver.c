@@ -52,7 +52,7 @@
 #include "spool.h"
 #include "state.h"
 
-#define PREPEND_MAX	1024
+#define PREPEND_MAX	2048
 #define ENVELOPE_MAX	1024	/* a longer "From " line is message text */
 
 /*
@@ -245,15 +245,33 @@ prefix_subject(struct job *j, const char *head, const char *prefix)
 	j->insert_at = (off_t)(j->body + (size_t)(v - head));
 }
 
+/*
+ * The list's own header lines (RFC 2369, RFC 2919): the ways in and out
+ * name LIST-request@domain with the command as the mailto Subject, which
+ * is what the request handler reads (subscription.c).
+ */
 static void
 make_prepend(struct job *j, const struct list_conf *lc)
 {
 	const char *domain = address_domain(lc->address);
+	int n;
 
-	snprintf(j->prepend, sizeof(j->prepend),
-	    "List-Id: <%s.%s>\nList-Post: <mailto:%s>\n"
-	    "List-Owner: <mailto:%s-owner@%s>\nX-Loop: %s\n",
-	    lc->name, domain, lc->address, lc->name, domain, lc->address);
+	n = snprintf(j->prepend, sizeof(j->prepend),
+	    "List-Id: <%s.%s>\n"
+	    "List-Help: <mailto:%s-request@%s?subject=help>\n"
+	    "List-Subscribe: <mailto:%s-request@%s?subject=subscribe>\n"
+	    "List-Unsubscribe: <mailto:%s-request@%s?subject=unsubscribe>\n"
+	    "List-Post: <mailto:%s>\n"
+	    "List-Owner: <mailto:%s-owner@%s>\n",
+	    lc->name, domain, lc->name, domain, lc->name, domain, lc->name,
+	    domain, lc->address, lc->name, domain);
+	if (lc->archive_url[0] != '\0' && n > 0 &&
+	    (size_t)n < sizeof(j->prepend))
+		n += snprintf(j->prepend + n, sizeof(j->prepend) - (size_t)n,
+		    "List-Archive: <%s>\n", lc->archive_url);
+	if (n > 0 && (size_t)n < sizeof(j->prepend))
+		snprintf(j->prepend + n, sizeof(j->prepend) - (size_t)n,
+		    "X-Loop: %s\n", lc->address);
 }
 
 /* A send entry (DSN, notice) carries its envelope in its header. */

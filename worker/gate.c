@@ -4,7 +4,9 @@
  * The posting gate: post_policy and nonmember_action of a list decide
  * whether a post goes to the members, waits for a moderator in
  * moderation/, is rejected with a notice or is discarded; and the
- * decisions moderators mail to name-request with a token.
+ * decisions moderators mail to name-request with a token; the
+ * subscription requests and confirmations mailed there go to
+ * subscribe.c.
  *
  * Who posted is taken from the envelope sender (the MTA's "From " line
  * or Return-Path) and from the From: address: either being a member, an
@@ -42,6 +44,7 @@
 #include "notice.h"
 #include "settings.h"
 #include "spool.h"
+#include "subscribe.h"
 #include "token.h"
 
 enum { WHO_STRANGER, WHO_MEMBER, WHO_MODERATOR };
@@ -332,6 +335,29 @@ apply(struct worker *w, const char *rid, const struct token *t)
 	mod_sweep(&a, time(NULL));
 }
 
+/*
+ * A (un)subscription request: the address concerned is the From:, the
+ * one a member's mail program writes and the only one told; a bounce
+ * (null envelope sender) or an automatic mail asks nothing.
+ */
+static void
+subscription_asked(struct worker *w, const char *rid, const char *head,
+    const struct list_conf *lc, const char *action,
+    const unsigned char key[TOKEN_KEY_LEN])
+{
+	char rp[ADDR_MAX + 8];
+	struct poster p;
+
+	poster_of(-1, head, &p);
+	header_value(head, "Return-Path", rp, sizeof(rp));
+	if (strcmp(rp, "<>") == 0 || p.automatic ||
+	    (p.sender[0] != '\0' && !notice_addr_answerable(p.sender)))
+		log_msg(LOG_WARNING, rid, "list=%s, %s request ignored: from "
+		    "a null, robot or automatic sender", lc->name, action);
+	else
+		sub_ask(w, rid, lc, action, p.from, key);
+}
+
 void
 gate_request(struct worker *w, const struct entry_header *h,
     const char *head, const struct list_conf *lc)
@@ -348,7 +374,18 @@ gate_request(struct worker *w, const struct entry_header *h,
 	if (load_key(w, key, h->id) == -1)
 		return;
 	rc = token_find(key, lc->name, subject, &t, &why);
+	if (rc == -1 && strcmp(why, "no token") == 0 &&
+	    sub_command(subject) != NULL) {
+		subscription_asked(w, h->id, head, lc, sub_command(subject),
+		    key);
+		rc = 1;
+	} else if (rc == 0 && sub_action(t.action)) {
+		sub_confirm(w, h->id, lc, &t);
+		rc = 1;
+	}
 	explicit_bzero(key, sizeof(key));
+	if (rc == 1)
+		return;
 	if (rc == -1) {
 		log_msg(LOG_WARNING, h->id, "request to %s ignored: %s",
 		    lc->name, why);

@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -325,40 +326,39 @@ replied_line(const char *line, long long *t, char *addr, size_t len)
 	return address_valid(addr) ? 0 : -1;
 }
 
-/*
- * Was addr told within the hour?  If not, records it now.  The file is
- * rewritten whole under flock, keeping only the last hour.
- */
-static bool
-recently_told(int spoolfd, const char *addr, time_t now)
+int
+notice_ledger(int spoolfd, const char *path, const char *addr, time_t now,
+    const struct ledger_limit *lim)
 {
-	char path[64], line[ADDR_MAX + 32], a[ADDR_MAX + 1];
-	bool told = false;
+	char line[ADDR_MAX + 32], a[ADDR_MAX + 1];
+	unsigned int mine = 0, recent = 0;
 	char *keep = NULL;
 	size_t klen = 0;
 	FILE *f, *k;
-	int fd;
+	int fd, rc;
 	long long t;
 
-	snprintf(path, sizeof(path), "%s/%s", SPOOL_MODERATION, REPLIED);
 	if ((fd = openat(spoolfd, path, O_RDWR | O_CREAT | O_NOFOLLOW |
 	    O_CLOEXEC, 0600)) == -1)
-		return false;
+		return -1;
 	if (flock(fd, LOCK_EX) == -1 || (f = fdopen(fd, "r+")) == NULL) {
 		close(fd);
-		return false;
+		return -1;
 	}
 	if ((k = open_memstream(&keep, &klen)) == NULL) {
 		fclose(f);
-		return false;
+		return -1;
 	}
 	while (fgets(line, sizeof(line), f) != NULL)
 		if (replied_line(line, &t, a, sizeof(a)) == 0 &&
-		    t > (long long)now - REPLY_INTERVAL) {
+		    t > (long long)now - (long long)lim->per_addr_window) {
 			fputs(line, k);
-			told = told || address_equal(a, addr);
+			mine += address_equal(a, addr);
+			recent += t > (long long)now -
+			    (long long)lim->total_window;
 		}
-	if (!told)
+	rc = mine >= lim->per_addr ? 1 : recent >= lim->total ? 2 : 0;
+	if (rc == 0)
 		fprintf(k, "%lld %s\n", (long long)now, addr);
 	fclose(k);
 	if (keep != NULL && ftruncate(fd, 0) == 0 &&
@@ -366,7 +366,37 @@ recently_told(int spoolfd, const char *addr, time_t now)
 		fsync(fd);
 	free(keep);
 	fclose(f);
-	return told;
+	return rc;
+}
+
+/* Was addr told within the hour?  If not, records it now. */
+static bool
+recently_told(int spoolfd, const char *addr, time_t now)
+{
+	static const struct ledger_limit once_an_hour = { 1, REPLY_INTERVAL,
+	    UINT_MAX, REPLY_INTERVAL };
+	char path[64];
+
+	snprintf(path, sizeof(path), "%s/%s", SPOOL_MODERATION, REPLIED);
+	return notice_ledger(spoolfd, path, addr, now, &once_an_hour) != 0;
+}
+
+int
+notice_plain(int spoolfd, const struct list_conf *lc, const char *to,
+    const char *subject, const char *text, char nid[QID_SIZE])
+{
+	GMimeMessage *m;
+	GMimeObject *tp;
+	int rc;
+
+	mime_init();
+	m = notice_new(lc, to, subject);
+	tp = text_part(text);
+	g_mime_message_set_mime_part(m, tp);
+	g_object_unref(tp);
+	rc = queue_notice(spoolfd, lc->name, to, m, nid);
+	g_object_unref(m);
+	return rc;
 }
 
 int
@@ -376,8 +406,6 @@ notice_rejected(int spoolfd, const char *id, const struct held *r,
 	struct list_conf lc;
 	char err[512], subject[ADDR_MAX + 64], nid[QID_SIZE], *text = NULL;
 	size_t len = 0;
-	GMimeMessage *m;
-	GMimeObject *tp;
 	FILE *f;
 	int rc;
 
@@ -402,17 +430,12 @@ notice_rejected(int spoolfd, const char *id, const struct held *r,
 		free(text);
 		return -1;
 	}
-	mime_init();
 	snprintf(subject, sizeof(subject), "Your post to %s was rejected",
 	    lc.address);
-	m = notice_new(&lc, r->sender, subject);
-	tp = text_part(text);
-	g_mime_message_set_mime_part(m, tp);
-	g_object_unref(tp);
+	rc = notice_plain(spoolfd, &lc, r->sender, subject, text, nid);
 	free(text);
-	if ((rc = queue_notice(spoolfd, lc.name, r->sender, m, nid)) == 0)
+	if (rc == 0)
 		log_msg(LOG_INFO, id, "rejection notice %s to <%s>", nid,
 		    r->sender);
-	g_object_unref(m);
 	return rc;
 }

@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 #include "list.h"
 #include "moderation.h"
@@ -43,5 +44,25 @@ bool	notice_addr_answerable(const char *addr);
 
 /* The address of the first mailbox of a From:-like value into out. */
 int	notice_first_address(const char *value, char *out, size_t len);
+
+/* Queues a plain-text notice from the list to one address; -1 errno. */
+int	notice_plain(int spoolfd, const struct list_conf *lc, const char *to,
+	    const char *subject, const char *text, char nid[QID_SIZE]);
+
+/*
+ * A ledger of who was mailed when (SPOOLDIR-relative path, lines "time
+ * address", rewritten whole under flock, keeping per_addr_window): 0 and
+ * now recorded if addr has fewer than per_addr lines in it and all have
+ * fewer than total within total_window; 1 addr's limit, 2 the total's;
+ * -1 with errno.
+ */
+struct ledger_limit {
+	unsigned int	per_addr;
+	unsigned int	per_addr_window;	/* seconds */
+	unsigned int	total;
+	unsigned int	total_window;		/* seconds, <= the above */
+};
+int	notice_ledger(int spoolfd, const char *path, const char *addr,
+	    time_t now, const struct ledger_limit *lim);
 
 #endif
