@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * The members' own door, end to end: the built wrapper, listqd and the
  * test sink as separate processes.
  *

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Subscribing and unsubscribing by mail, with double opt-in: a mail to
  * name-request whose Subject starts with "subscribe" or "unsubscribe"
  * sends one confirmation to its From: address, with a token (token.c)

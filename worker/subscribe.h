@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: ISC
+ *
  * Members' own door (subscribe.c): subscribe and unsubscribe by mail to
  * name-request, each confirmed by a token mailed to the address itself.
  *
