@@ -519,6 +519,7 @@ Test(moderation, worker_killed_while_applying_approval, .init = setup,
 	cr_assert_eq(proc_children(D.pid, &w, 1), (ssize_t)1);
 	cr_assert_eq(listq(&O, "approve", id, (char *)NULL), 0, "%s", O.err);
 	out_free(&O);
+	daemon_expect_kills();
 	cr_assert_eq(kill(w, SIGKILL), 0);
 	wait_log("killed by signal 9", 1);
 	wait_log("status=sent", 4);
