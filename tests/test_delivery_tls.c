@@ -612,7 +612,7 @@ Test(pipelining, mail_refused_defers_with_its_reply, .init = setup,
 	    "later)", 2, WAIT_MS), "%s", daemon_log(&D));
 	cr_assert_eq(log_count(&D, "status=deferred (451 4.3.2 not now"), 2,
 	    "%s", daemon_log(&D));
-	cr_assert_eq(log_count(&D, "503"), 0, "%s", daemon_log(&D));
+	cr_assert_eq(log_count(&D, "(503"), 0, "%s", daemon_log(&D));
 	cr_assert_eq(sink_count(&S), 0);
 }
 
@@ -631,7 +631,8 @@ Test(pipelining, mail_refused_for_good_fails_with_its_reply,
 	    "not welcome)", 2, WAIT_MS), "%s", daemon_log(&D));
 	cr_assert_eq(log_count(&D, "status=failed (550 5.7.1 sender not "
 	    "welcome)"), 2, "%s", daemon_log(&D));
-	cr_assert_eq(log_count(&D, "503"), 0, "%s", daemon_log(&D));
+	/* "(503": a reply, not the digits of a port chosen at run time. */
+	cr_assert_eq(log_count(&D, "(503"), 0, "%s", daemon_log(&D));
 }
 
 /* Over TLS too: MAIL does not wait, and the messages arrive whole. */
@@ -671,7 +672,7 @@ Test(pipelining, refused_over_tls, .init = setup, .fini = teardown,
 	    "later)", 2, WAIT_MS), "%s", daemon_log(&D));
 	cr_assert_eq(log_count(&D, "status=deferred (452 4.3.1 out of "
 	    "space"), 2, "%s", daemon_log(&D));
-	cr_assert_eq(log_count(&D, "503"), 0, "%s", daemon_log(&D));
+	cr_assert_eq(log_count(&D, "(503"), 0, "%s", daemon_log(&D));
 	cr_assert_eq(sink_count(&S), 0);
 }
 

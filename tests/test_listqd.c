@@ -840,6 +840,8 @@ kill_after_five_then_drain(size_t copies)
  * A worker killed in the middle of a long session: every transaction the
  * relay had acknowledged is already recorded, so at most the one in
  * flight is sent again (invariant 4), however long the session was.
+ * One session, so that one transaction is in flight (with smtp_sessions
+ * each session has its own, and each may be repeated).
  */
 Test(listqd, kill_mid_session_repeats_at_most_one, .init = setup,
     .fini = teardown, .timeout = 120)
@@ -852,7 +854,7 @@ Test(listqd, kill_mid_session_repeats_at_most_one, .init = setup,
 	sink_start(&S, "stall DOT 0.1\n", 0, false);
 	for (i = 0; i < 30; i++)
 		post_numbered("rho", i);
-	daemon_config(&D, S.port, NULL);
+	daemon_config(&D, S.port, "smtp_sessions = 1\n");
 	daemon_start(&D, 1);
 	kill_after_five_then_drain(30);
 	count = tally(&S, 30, 1);
